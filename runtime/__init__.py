@@ -1,0 +1,1 @@
+"""ESAN-RT: runtime."""

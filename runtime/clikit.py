@@ -1,0 +1,53 @@
+"""A tiny subcommand framework shared by ``esan-train`` and ``esan-rt``.
+
+Argument definitions are torch-free; handlers are ``"module:function"`` strings imported only when
+their subcommand runs, so ``--help`` works with the base install alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from esan.runtime.errors import UserError
+
+AddArgs = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass
+class CommandSet:
+    prog: str
+    description: str
+    commands: dict[str, tuple[str, str, AddArgs]] = field(default_factory=dict)
+
+    def register(self, name: str, help_text: str, handler: str, add_args: AddArgs) -> None:
+        """Add a subcommand; ``handler`` is ``"module:function"`` taking the parsed namespace."""
+        self.commands[name] = (help_text, handler, add_args)
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        for name, (help_text, _, add_args) in self.commands.items():
+            add_args(sub.add_parser(name, help=help_text, description=help_text))
+        return parser
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        args = self.build_parser().parse_args(argv)
+        return run_handler(self.commands[args.command][1], args, self.prog)
+
+
+def run_handler(handler: str, args: argparse.Namespace, prog: str) -> int:
+    """Import and call a handler; a ``UserError`` becomes one line on stderr and exit code 2."""
+    module, func = handler.split(":")
+    try:
+        result = getattr(importlib.import_module(module), func)(args)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)

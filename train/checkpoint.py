@@ -1,0 +1,101 @@
+"""ESAN checkpoints: one ``.pt`` file with config, weights and metadata, written atomically.
+
+Files are read with ``torch.load(weights_only=True)``: no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from esan.runtime.fsutil import atomic_path
+from esan.train.config import ESANConfig
+from esan.train.errors import UserError
+from esan.train.model import ESAN
+
+FORMAT = "esan-rt-checkpoint"
+FORMAT_VERSION = 1
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("esan-rt")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def save(path: str | os.PathLike, model: ESAN, **meta: Any) -> Path:
+    """Write ``model`` (config + state dict) and ``meta`` to ``path`` atomically."""
+    meta = {"package_version": package_version(), "created_at": _dt.datetime.now(_dt.UTC).isoformat(), **meta}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_file(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)`` with one clear error for missing or unreadable files."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint {p} does not exist; check the path (train one with `esan-train fit`)")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated / foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{p} is not a readable checkpoint (truncated or corrupt?): {reason[:200]}") from exc
+
+
+def load_payload(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint dict, validated to be ours."""
+    payload = read_file(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        hint = ""
+        if isinstance(payload, dict) and any(str(k).startswith(("base.", "pcd_align.")) for k in payload):
+            hint = f"; if it holds the authors' ESAN weights, run `esan-train convert-official {path} OUT.pt`"
+        raise UserError(f"{path} is not an esan-rt checkpoint{hint}")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} was written by a newer esan-rt (format {payload['format_version']}); upgrade")
+    return payload
+
+
+def build_model(cfg: ESANConfig, state_dict: dict[str, torch.Tensor], source: str) -> ESAN:
+    """An eval-mode ESAN with ``state_dict`` loaded strictly; mismatches become one clear error."""
+    model = ESAN(cfg)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+        raise UserError(f"{source}: weights do not fit the stored config: {', '.join(parts)}")
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def load(path: str | os.PathLike) -> ESAN:
+    """Load a checkpoint written by ``save``; the model comes back in eval mode on the CPU."""
+    payload = load_payload(path)
+    try:
+        cfg = ESANConfig.from_dict(payload["config"])
+    except (TypeError, KeyError) as exc:
+        raise UserError(f"{path}: the stored config is invalid ({exc})") from exc
+    return build_model(cfg, payload["state_dict"], str(path))
+
+
+def load_meta(path: str | os.PathLike) -> dict[str, Any]:
+    return dict(load_payload(path).get("meta", {}))
