@@ -108,7 +108,8 @@ def load_kernel_library(path: str | os.PathLike[str] | None = None) -> ctypes.CD
     lib.esan_dcn_forward_host.restype = ctypes.c_int32
     lib.esan_dcn_workspace_size.argtypes = [params_p, ctypes.c_int32, ctypes.c_int32]
     lib.esan_dcn_workspace_size.restype = ctypes.c_size_t
-    lib.esan_dcn_forward_cuda.argtypes = [params_p, ctypes.c_int32] + [vp] * 8 + [ctypes.c_size_t, vp, vp]
+    # params, dataType, input, offset, mask, weight, bias, output, workspace, workspaceSize, cublasHandle, stream
+    lib.esan_dcn_forward_cuda.argtypes = [params_p, ctypes.c_int32] + [vp] * 7 + [ctypes.c_size_t, vp, vp]
     lib.esan_dcn_forward_cuda.restype = ctypes.c_int32
     lib.esan_dcn_cublas_create.argtypes = [ctypes.POINTER(vp)]
     lib.esan_dcn_cublas_create.restype = ctypes.c_int32
@@ -118,23 +119,42 @@ def load_kernel_library(path: str | os.PathLike[str] | None = None) -> ctypes.CD
     return lib
 
 
+_PLUGIN_HANDLES: dict[str, object] = {}
+
+
 def load_plugin_library(path: str | os.PathLike[str] | None = None) -> object:
     """Make the TensorRT plugin available; returns the TensorRT library handle or the ctypes.CDLL.
 
     With the ``tensorrt`` package, loads through ``trt.get_plugin_registry().load_library`` (which calls the
     library's ``getCreators``). Without it, the library is opened with ctypes (RTLD_GLOBAL) so that a
-    C++ process, or a build with ``-DESAN_DCN_STATIC_REGISTRATION=ON``, can register it.
+    C++ process, or a build with ``-DESAN_DCN_STATIC_REGISTRATION=ON``, can register it. Loading the same
+    library again returns the first handle (TensorRT's registry refuses to register a creator twice).
     """
     resolved = Path(path) if path is not None else find_library(plugin_spec.PLUGIN_LIBRARY_BASENAME)
     if not resolved.is_file():
         raise FileNotFoundError(f"{resolved} does not exist; {BUILD_HINT}")
+    key = str(resolved.resolve())
+    if key in _PLUGIN_HANDLES:  # loadLibrary refuses a second registration of the same creator
+        return _PLUGIN_HANDLES[key]
     try:
         import tensorrt as trt  # noqa: PLC0415 - optional dependency
     except ImportError:
-        return ctypes.CDLL(str(resolved), mode=getattr(os, "RTLD_GLOBAL", 0))
-    handle = trt.get_plugin_registry().load_library(str(resolved))
-    if handle is None:
-        raise RuntimeError(f"TensorRT could not load the plugin library {resolved}")
+        handle: object = ctypes.CDLL(str(resolved), mode=getattr(os, "RTLD_GLOBAL", 0))
+    else:
+        registry = trt.get_plugin_registry()
+        handle = registry.load_library(str(resolved))
+        if handle is None:
+            # Already registered (another path to the same plugin, or a load-time registration build)?
+            get_creator = getattr(registry, "get_creator", None)
+            creator = (
+                get_creator(plugin_spec.PLUGIN_NAME, plugin_spec.PLUGIN_VERSION, plugin_spec.PLUGIN_NAMESPACE)
+                if get_creator is not None
+                else None
+            )
+            if creator is None:
+                raise RuntimeError(f"TensorRT could not load the plugin library {resolved}")
+            handle = creator
+    _PLUGIN_HANDLES[key] = handle
     return handle
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 PLUGIN_NAME = "ESANModulatedDeformConv2d"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "esan"
-ONNX_DOMAIN = "esan.trt"
+# ONNX Runtime's TensorRT execution provider only hands nodes of this domain to TensorRT plugins;
+# TensorRT's own ONNX parser ignores the domain and looks the plugin up by op type.
+ONNX_DOMAIN = "trt.plugins"
 
 # Node inputs, in order (bias optional): X [N,C,H,W], offset [N,2*dg*kh*kw,Ho,Wo] (torchvision layout:
 # per deformable group, per kernel tap, (dy, dx) interleaved), mask [N,dg*kh*kw,Ho,Wo] (already

@@ -191,6 +191,17 @@ def test_host_samples_outside_image_are_zero(build: Build) -> None:
     np.testing.assert_allclose(out, np.broadcast_to(arrays["bias"][None, :, None, None], out.shape), atol=1e-6)
 
 
+def test_host_nan_offsets_propagate(build: Build) -> None:
+    """A NaN offset gives NaN (torchvision's CUDA behaviour), never an out-of-bounds read via a NaN-to-int cast."""
+    arrays, attrs = _make_case(CASES[1])  # groups 2, deformable groups 4
+    offset = arrays["offset"].copy()
+    offset[0, 0, 0, 0] = np.nan  # dy of image 0, deformable group 0, tap 0, output pixel (0, 0)
+    out = plugin_lib.deform_conv2d_host(arrays["x"], offset, arrays["mask"], arrays["weight"], None, **attrs)
+    # Deformable group 0 feeds input channels 0-1, i.e. weight group 0: output channels 0-1 at that pixel only.
+    nan = np.isnan(out)
+    assert nan[0, :2, 0, 0].all() and nan.sum() == 2
+
+
 def test_host_validation_errors(build: Build) -> None:
     arrays, attrs = _make_case(CASES[1])
     args = [arrays["x"], arrays["offset"], arrays["mask"], arrays["weight"], None]
@@ -206,6 +217,15 @@ def test_host_validation_errors(build: Build) -> None:
         plugin_lib.deform_conv2d_host(arrays["x"][0], *args[1:], **attrs)
     with pytest.raises(ValueError, match="bias must have shape"):
         plugin_lib.deform_conv2d_host(*args[:4], np.zeros(3, np.float32), **attrs)
+
+
+def test_forward_cuda_reaches_the_c_entry_point(build: Build) -> None:
+    """The ctypes signature of esan_dcn_forward_cuda matches the C one (no GPU needed: null pointers are refused)."""
+    params = plugin_lib.make_params((1, 4, 5, 5), (4, 4, 3, 3), 1, 1, 1)
+    lib = plugin_lib.load_kernel_library()
+    assert len(lib.esan_dcn_forward_cuda.argtypes) == 12
+    with pytest.raises(RuntimeError, match="esan_dcn_forward_cuda failed"):
+        plugin_lib.forward_cuda(params, plugin_lib.FLOAT32, [None] * 6, 0, 0)
 
 
 # ----------------------------------------------------------------------------- plugin identity

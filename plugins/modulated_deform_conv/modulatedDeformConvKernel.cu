@@ -30,6 +30,7 @@ constexpr int32_t kTileM = 64; // output channels per block
 constexpr int32_t kTileN = 64; // output pixels per block
 constexpr int32_t kTileK = 16;
 constexpr int32_t kGemmThreads = 256; // 16 x 16 threads, 4 x 4 outputs each
+constexpr int32_t kMaxGridZ = 65535;  // also the gridDim.y limit
 
 template <typename T>
 __device__ __forceinline__ T fromFloat(float v);
@@ -245,7 +246,12 @@ int32_t forward(EsanDcnParams const& p, int32_t dataType, T const* input, T cons
     workspaceSize -= skip;
     // Layout: [cuBLAS scratch (if any)][columns]. Both slices stay 256-byte aligned.
     T* columns = reinterpret_cast<T*>(static_cast<char*>(workspace) + reserved);
-    int32_t const chunk = static_cast<int32_t>(std::min<size_t>(p.batch, (workspaceSize - reserved) / perImage));
+    int32_t chunk = static_cast<int32_t>(std::min<size_t>(p.batch, (workspaceSize - reserved) / perImage));
+    if (cublasHandle == nullptr)
+    {
+        // The built-in GEMM puts image * groups in gridDim.z (at most 65535).
+        chunk = std::min(chunk, std::max(kMaxGridZ / p.groups, 1));
+    }
 
 #if defined(ESAN_DCN_WITH_CUBLAS)
     auto handle = static_cast<cublasHandle_t>(cublasHandle);
@@ -296,7 +302,7 @@ int32_t forward(EsanDcnParams const& p, int32_t dataType, T const* input, T cons
         (void) dataType;
         dim3 const grid(static_cast<uint32_t>((n + kTileN - 1) / kTileN), static_cast<uint32_t>((m + kTileM - 1) / kTileM),
             static_cast<uint32_t>(images * p.groups));
-        if (grid.y > 65535U || grid.z > 65535U)
+        if (grid.y > static_cast<uint32_t>(kMaxGridZ) || grid.z > static_cast<uint32_t>(kMaxGridZ))
         {
             return ESAN_DCN_ERR_INVALID_ARGUMENT;
         }

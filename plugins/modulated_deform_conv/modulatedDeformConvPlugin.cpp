@@ -5,6 +5,7 @@
  */
 #include "modulatedDeformConvPlugin.h"
 
+#include <cstdio>
 #include <exception>
 #include <string>
 
@@ -18,6 +19,8 @@ constexpr int32_t kOffset = 1;
 constexpr int32_t kMask = 2;
 constexpr int32_t kWeight = 3;
 constexpr int32_t kBias = 4;
+
+constexpr int64_t kMaxExtent = 0x7fffffff;
 
 int32_t toDcnType(DataType type) noexcept
 {
@@ -212,6 +215,14 @@ int32_t ModulatedDeformConvPlugin::paramsFromDims(Dims const* dims, int32_t nbIn
     {
         return ESAN_DCN_ERR_INVALID_ARGUMENT;
     }
+    for (int32_t i = 0; i < 4; ++i)
+    {
+        // Dims are int64 in TensorRT 10+; the kernel library takes int32 extents.
+        if (x.d[i] > kMaxExtent || w.d[i] > kMaxExtent)
+        {
+            return ESAN_DCN_ERR_INVALID_ARGUMENT;
+        }
+    }
     p = EsanDcnParams{};
     p.batch = static_cast<int32_t>(x.d[0]);
     p.inChannels = static_cast<int32_t>(x.d[1]);
@@ -287,6 +298,8 @@ int32_t ModulatedDeformConvPlugin::onShapeChange(
 
 void ModulatedDeformConvPlugin::ensureCublas() noexcept
 {
+    // Only from attachToContext (execution-context creation): cublasCreate allocates device memory and
+    // must not run inside enqueue, which may be captured into a CUDA graph.
     if (mCublas == nullptr && !mCublasTried && esan_dcn_has_cublas() != 0)
     {
         mCublasTried = true;
@@ -297,23 +310,37 @@ void ModulatedDeformConvPlugin::ensureCublas() noexcept
     }
 }
 
-int32_t ModulatedDeformConvPlugin::enqueue(PluginTensorDesc const* /* inputDesc */,
-    PluginTensorDesc const* /* outputDesc */, void const* const* inputs, void* const* outputs, void* workspace,
-    cudaStream_t stream) noexcept
+int32_t ModulatedDeformConvPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /* outputDesc */,
+    void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
 {
-    if (inputs == nullptr || outputs == nullptr)
+    if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
     {
         return -1;
     }
-    ensureCublas();
-    // Same formula getWorkspaceSize used for the largest shapes; it is monotone, so this fits.
-    size_t const workspaceSize = esan_dcn_workspace_size(&mParams, mDataType, mCublas != nullptr ? 1 : 0);
-    int32_t const status = esan_dcn_forward_cuda(&mParams, mDataType, inputs[kInput], inputs[kOffset], inputs[kMask],
-        inputs[kWeight], mHasBias ? inputs[kBias] : nullptr, outputs[0], workspace, workspaceSize, mCublas, stream);
+    // Actual shapes and type of this call (the input count is only known from configurePlugin /
+    // onShapeChange). No allocation here; a plugin without a cuBLAS handle (never attached to an
+    // execution context) uses the built-in GEMM.
+    int32_t const nbInputs = mHasBias ? 5 : 4;
+    Dims dims[5];
+    for (int32_t i = 0; i < nbInputs; ++i)
+    {
+        dims[i] = inputDesc[i].dims;
+    }
+    EsanDcnParams p{};
+    int32_t status = paramsFromDims(dims, nbInputs, p);
+    if (status == ESAN_DCN_OK)
+    {
+        int32_t const dataType = toDcnType(inputDesc[kInput].type);
+        // getWorkspaceSize used the same monotone formula for the largest shapes, so this much is there.
+        size_t const workspaceSize = esan_dcn_workspace_size(&p, dataType, mCublas != nullptr ? 1 : 0);
+        status = esan_dcn_forward_cuda(&p, dataType, inputs[kInput], inputs[kOffset], inputs[kMask], inputs[kWeight],
+            mHasBias ? inputs[kBias] : nullptr, outputs[0], workspace, workspaceSize, mCublas, stream);
+    }
     if (status != ESAN_DCN_OK)
     {
-        std::string const message = std::string("enqueue failed: ") + esan_dcn_status_string(status);
-        reportError(message.c_str());
+        char message[160];
+        std::snprintf(message, sizeof(message), "enqueue failed: %s", esan_dcn_status_string(status));
+        reportError(message);
         return -1;
     }
     return 0;

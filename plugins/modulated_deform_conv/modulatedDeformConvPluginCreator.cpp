@@ -8,14 +8,13 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <string>
 
 using namespace nvinfer1;
 
 namespace
 {
-
-std::atomic<ILoggerFinder*> gLoggerFinder{nullptr};
 
 bool readInts(PluginField const& field, int32_t* out, int32_t count, std::string& error)
 {
@@ -33,11 +32,17 @@ bool readInts(PluginField const& field, int32_t* out, int32_t count, std::string
         }
         else if (field.type == PluginFieldType::kINT64)
         {
-            out[i] = static_cast<int32_t>(static_cast<int64_t const*>(field.data)[src]);
+            int64_t const v = static_cast<int64_t const*>(field.data)[src];
+            if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+            {
+                error = std::string("attribute '") + field.name + "' is out of the INT32 range";
+                return false;
+            }
+            out[i] = static_cast<int32_t>(v);
         }
         else
         {
-            error = std::string("attribute '") + field.name + "' must be INT32";
+            error = std::string("attribute '") + field.name + "' must be INT32 (or INT64)";
             return false;
         }
     }
@@ -51,6 +56,7 @@ namespace esan
 namespace plugin
 {
 
+//! Set by setLoggerFinder (the one definition: the entry point below and logError share it).
 std::atomic<ILoggerFinder*> gLoggerFinder{nullptr};
 
 void logError(char const* message) noexcept
@@ -205,7 +211,7 @@ StaticRegistration const gStaticRegistration{};
 
 extern "C" void setLoggerFinder(ILoggerFinder* finder) noexcept
 {
-    gLoggerFinder.store(finder);
+    esan::plugin::gLoggerFinder.store(finder);
 }
 
 extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) noexcept

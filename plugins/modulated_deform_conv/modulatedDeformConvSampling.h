@@ -53,6 +53,12 @@ ESAN_DCN_HD float toFloat(__half v)
 template <typename T>
 ESAN_DCN_HD float bilinearSample(T const* plane, int32_t height, int32_t width, float y, float x)
 {
+    if (y != y || x != x)
+    {
+        // NaN offset: propagate it (as torchvision's CUDA kernel does) instead of converting NaN to an
+        // int index below (undefined; out-of-bounds reads on the host).
+        return y + x;
+    }
     if (y <= -1.F || y >= static_cast<float>(height) || x <= -1.F || x >= static_cast<float>(width))
     {
         return 0.F;

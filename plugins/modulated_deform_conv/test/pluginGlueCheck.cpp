@@ -1,7 +1,9 @@
 /*
  * ESAN-RT: drives esan_dcn_plugin through its getCreators() entry point using only the TensorRT
  * headers (no libnvinfer, no GPU): attributes, serialisation round trip, capabilities, formats,
- * output shapes (with a constant-folding IExprBuilder), shape checks and workspace sizing. Usage: esan_dcn_glue_check path/to/libesan_dcn_plugin.so
+ * output shapes (with a constant-folding IExprBuilder), shape checks, workspace sizing, attribute types
+ * (INT64, single values) and the logger handed to setLoggerFinder.
+ * Usage: esan_dcn_glue_check path/to/libesan_dcn_plugin.so
  */
 #include "NvInferRuntime.h"
 
@@ -120,6 +122,65 @@ private:
     Impl mBuilderImpl;
 };
 
+//! Records what the plugin logs through the finder handed to setLoggerFinder.
+class RecordingLogger final : public ILogger
+{
+public:
+    void log(Severity severity, AsciiChar const* msg) noexcept override
+    {
+        if (severity == Severity::kERROR && msg != nullptr)
+        {
+            ++errors;
+            std::snprintf(last, sizeof(last), "%s", msg);
+        }
+    }
+    int32_t errors{0};
+    char last[512]{};
+};
+
+class RecordingLoggerFinder final : public ILoggerFinder
+{
+public:
+    ILogger* findLogger() override
+    {
+        return &logger;
+    }
+    RecordingLogger logger;
+};
+
+//! Serialised attribute values (stride, padding, dilation, groups, deformable_groups) of a plugin.
+bool serialisedAre(IPluginV3* plugin, std::initializer_list<int32_t> expected)
+{
+    auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    PluginFieldCollection const* fc = runtime != nullptr ? runtime->getFieldsToSerialize() : nullptr;
+    if (fc == nullptr || fc->nbFields != 5)
+    {
+        return false;
+    }
+    int32_t values[8];
+    int32_t n = 0;
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        for (int32_t j = 0; j < fc->fields[i].length && n < 8; ++j)
+        {
+            values[n++] = static_cast<int32_t const*>(fc->fields[i].data)[j];
+        }
+    }
+    if (n != static_cast<int32_t>(expected.size()))
+    {
+        return false;
+    }
+    n = 0;
+    for (int32_t v : expected)
+    {
+        if (values[n++] != v)
+        {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool sameFields(PluginFieldCollection const* a, PluginFieldCollection const* b)
 {
     if (a == nullptr || b == nullptr || a->nbFields != b->nbFields)
@@ -198,6 +259,36 @@ int main(int argc, char** argv)
     PluginFieldCollection badFc{1, &bad};
     CHECK(creator->createPlugin("bad", &badFc, TensorRTPhase::kBUILD) == nullptr);
 
+    // Errors go to the logger given to setLoggerFinder (TensorRT calls it when loading the library).
+    using SetLoggerFinder = void (*)(ILoggerFinder*);
+    auto setLoggerFinder = reinterpret_cast<SetLoggerFinder>(dlsym(lib, "setLoggerFinder"));
+    RecordingLoggerFinder finder;
+    setLoggerFinder(&finder);
+    CHECK(creator->createPlugin("bad", &badFc, TensorRTPhase::kBUILD) == nullptr);
+    CHECK(finder.logger.errors == 1 && std::strstr(finder.logger.last, "createPlugin") != nullptr);
+
+    // What the ONNX parser / other front ends may pass: INT64 values, one value for an (h, w) pair,
+    // and fields the plugin does not know (ignored).
+    int64_t stride64[2] = {2, 1};
+    int32_t pad1 = 1;
+    int64_t groups64 = 2;
+    char const version[] = "1";
+    PluginField mixed[] = {{"stride", stride64, PluginFieldType::kINT64, 2}, {"padding", &pad1, PluginFieldType::kINT32, 1},
+        {"groups", &groups64, PluginFieldType::kINT64, 1}, {"plugin_version", version, PluginFieldType::kCHAR, 1}};
+    PluginFieldCollection mixedFc{4, mixed};
+    std::unique_ptr<IPluginV3> mixedPlugin(creator->createPlugin("mixed", &mixedFc, TensorRTPhase::kBUILD));
+    CHECK(mixedPlugin != nullptr);
+    CHECK(serialisedAre(mixedPlugin.get(), {2, 1, 1, 1, 1, 1, 2, 1}));
+    int64_t hugeGroups = int64_t{1} << 32 | 1; // must not be truncated to 1
+    PluginField huge{"groups", &hugeGroups, PluginFieldType::kINT64, 1};
+    PluginFieldCollection hugeFc{1, &huge};
+    CHECK(creator->createPlugin("huge", &hugeFc, TensorRTPhase::kBUILD) == nullptr);
+    PluginField three{"dilation", stride, PluginFieldType::kINT32, 3};
+    PluginFieldCollection threeFc{1, &three};
+    CHECK(creator->createPlugin("three", &threeFc, TensorRTPhase::kBUILD) == nullptr);
+    CHECK(finder.logger.errors == 3);
+    setLoggerFinder(nullptr);
+
     // Formats: fp32/fp16 linear, all the same type.
     DynamicPluginTensorDesc io[6]{};
     for (auto& d : io)
@@ -265,6 +356,15 @@ int main(int argc, char** argv)
     in[1].dims = makeDims({2, 72, 6, 4}); // offset spatial size != output size
     CHECK(runtime->onShapeChange(in, 5, out, 1) != 0);
     CHECK(runtime->enqueue(in, out, nullptr, nullptr, nullptr, nullptr) != 0);
+    // enqueue checks the shapes it is given (here: offset spatial size != output size) before any launch.
+    in[1].dims = shapes[1];
+    CHECK(runtime->onShapeChange(in, 5, out, 1) == 0);
+    in[1].dims = makeDims({2, 72, 6, 4});
+    float dummy[1]{};
+    void const* fakeIn[5] = {dummy, dummy, dummy, dummy, dummy};
+    void* fakeOut[1] = {dummy};
+    CHECK(runtime->enqueue(in, out, fakeIn, fakeOut, dummy, nullptr) != 0);
+    in[1].dims = shapes[1];
 
     // clone / attachToContext give independent objects.
     std::unique_ptr<IPluginV3> copy(plugin->clone());
