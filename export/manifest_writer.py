@@ -1,0 +1,122 @@
+"""Write ``manifest.json`` per docs/contracts.md (torch-free: onnx + json)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from esan.runtime import plugin_spec as ps
+from esan.runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+from esan.runtime.fsutil import atomic_write_text
+
+_ONNX_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("esan-rt")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def tensor_specs(values) -> list[dict[str, Any]]:
+    """``[{name, shape, dtype}]`` of ONNX graph inputs/outputs (static shapes required)."""
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = []
+        for d in t.shape.dim:
+            if not d.HasField("dim_value"):
+                raise ValueError(f"tensor {v.name} has a dynamic dimension; bundles use static shapes")
+            shape.append(d.dim_value)
+        if t.elem_type not in _ONNX_DTYPES:
+            raise ValueError(f"tensor {v.name} has unsupported ONNX elem_type {t.elem_type}")
+        out.append({"name": v.name, "shape": shape, "dtype": _ONNX_DTYPES[t.elem_type]})
+    return out
+
+
+def graph_entry(path: Path) -> dict[str, Any]:
+    """Manifest entry of one graph file: file name, sha256, input and output specs."""
+    model = onnx.load(path, load_external_data=False)
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "inputs": tensor_specs(model.graph.input),
+        "outputs": tensor_specs(model.graph.output),
+    }
+
+
+def build_manifest(
+    *,
+    config: dict[str, Any],
+    lookahead: int,
+    precision: str,
+    fp32_parts: list[str],
+    dcn: str,
+    opset: int,
+    graphs: dict[str, dict[str, Any]],
+    checks: dict[str, Any],
+    checkpoint: Path,
+    checkpoint_sha256: str,
+) -> dict[str, Any]:
+    h, w = config["input_size"]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": package_version(),
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "config": config,
+        "input_size": [h, w],
+        "output_size": [h // 2, w // 2],
+        "radius": config["radius"],
+        "lookahead": lookahead,
+        "normalization": {
+            "mean": list(config["mean"]),
+            "std": list(config["std"]),
+            "in_graph": True,
+            "padding": "zero after normalisation",
+        },
+        "precision": precision,
+        "fp32_parts": fp32_parts,
+        "dcn": dcn,
+        "plugin": (
+            {
+                "name": ps.PLUGIN_NAME,
+                "version": ps.PLUGIN_VERSION,
+                "namespace": ps.PLUGIN_NAMESPACE,
+                "domain": ps.ONNX_DOMAIN,
+            }
+            if dcn == "plugin"
+            else None
+        ),
+        "opset": opset,
+        "graphs": graphs,
+        "checks": checks,
+        "source_checkpoint": {"path": str(checkpoint), "sha256": checkpoint_sha256},
+    }
+
+
+def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` atomically (the bundle's commit point)."""
+    path = Path(bundle_dir) / MANIFEST
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return make_readable(path)
+
+
+def make_readable(path: Path) -> Path:
+    """Give an atomically written file (0600 temp) the usual umask permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+    return path
+
+
+def read_manifest(bundle_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(bundle_dir) / MANIFEST).read_text())

@@ -1,0 +1,166 @@
+"""Export a checkpoint to a split ONNX bundle (docs/contracts.md) and check it before it counts.
+
+Every graph goes through ``torch.onnx.export(..., dynamo=True)`` with our DCN translation, weight
+slices folded into initializers (``onnx_fold``), then ``onnx.checker``, then ONNX Runtime vs
+PyTorch on realistic inputs (plugin graphs run with the plugin node rewritten to ``DeformConv``).
+Files are written to a hidden temp directory beside the target and moved into place only when
+everything passed, so a failed export never leaves a bundle that looks valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+import torch
+
+from esan.export import dcn_onnx, graphs, parity
+from esan.export.manifest_writer import build_manifest, graph_entry, write_manifest
+from esan.export.onnx_fold import fold_initializer_slices
+from esan.runtime.bundle import MANIFEST, sha256_file
+from esan.runtime.errors import UserError
+from esan.train import checkpoint
+from esan.train.model import ESAN
+
+MIN_OPSET = 19
+
+
+def export_graph(
+    graph: graphs.GraphDef, example: dict, path: Path, dcn: str, opset: int
+) -> onnx.ModelProto:
+    """Export one graph with the dynamo exporter, name its I/O per the contract, check and save it."""
+    args = tuple(torch.from_numpy(example[n]) for n in graph.input_names)
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                graph.module,
+                args,
+                dynamo=True,
+                opset_version=opset,
+                input_names=list(graph.input_names),
+                output_names=list(graph.output_names),
+                custom_translation_table=dcn_onnx.translation_table(dcn),
+                verbose=False,
+                external_data=False,
+            )
+    except Exception as exc:
+        raise RuntimeError(f"exporting {graph.name} failed: {exc}\n{log.getvalue()[-2000:]}") from exc
+    model = program.model_proto
+    fold_initializer_slices(model)
+    model.producer_name = "esan-rt"
+    model.doc_string = f"ESAN-RT {graph.name} graph"
+    got_in = [i.name for i in model.graph.input]
+    got_out = [o.name for o in model.graph.output]
+    if got_in != list(graph.input_names) or got_out != list(graph.output_names):
+        raise RuntimeError(f"{graph.name}: exported I/O {got_in} -> {got_out} does not match the contract")
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return model
+
+
+def check_graph(
+    graph: graphs.GraphDef, ref_graph: graphs.GraphDef, model: onnx.ModelProto, sample: dict, precision: str
+) -> dict:
+    """ONNX Runtime vs the fp32 PyTorch graph on ``sample``; raises if the tolerance is missed."""
+    feed = graphs.cast_inputs(graph, sample)
+    ref_in = {k: (v.astype("float32") if v.dtype.kind == "f" else v) for k, v in feed.items()}
+    ref = graphs.run_torch(ref_graph, ref_in)
+    out = parity.run_ort(parity.ort_session(model, threads=torch.get_num_threads()), feed)
+    per_output = parity.compare_outputs(ref, out)
+    backend = "onnxruntime" if not dcn_onnx.plugin_nodes(model) else "onnxruntime (plugin node as DeformConv)"
+    summary = parity.summarize(per_output, backend)
+    bad = {n: m for n, m in per_output.items() if not parity.passes(m, precision)}
+    if bad:
+        rule = f"max abs <= {parity.FP32_MAX_ABS}" if precision == "fp32" else f"corr >= {parity.FP16_MIN_CORR}"
+        detail = ", ".join(f"{n}: max_abs={m['max_abs']:.3g} corr={m['corr']:.6f}" for n, m in bad.items())
+        raise RuntimeError(f"{graph.name}: ONNX Runtime disagrees with PyTorch ({rule} violated): {detail}")
+    return summary
+
+
+def _prepare_target(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
+        raise UserError(f"{out} exists and is not a bundle directory; choose another --out or empty it")
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished temp bundle to ``out``, replacing an older bundle there."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is as readable as any other output
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{int(time.time() * 1000)}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_bundle(
+    ckpt: str | Path,
+    out: str | Path,
+    lookahead: int = 8,
+    dcn: str = "standard",
+    precision: str = "fp32",
+    opset: int = MIN_OPSET,
+    verify: bool = True,
+    progress: Callable[[str], None] = print,
+    model: ESAN | None = None,
+) -> Path:
+    """Export ``ckpt`` to the bundle directory ``out``; returns its path. See the module docstring."""
+    ckpt, out = Path(ckpt), Path(out)
+    if opset < MIN_OPSET:
+        raise UserError(f"--opset {opset} is too old: DeformConv needs opset >= {MIN_OPSET}")
+    if lookahead < 0:
+        raise UserError(f"--lookahead must be >= 0, got {lookahead}")
+    if dcn not in dcn_onnx.DCN_MODES or precision not in graphs.PRECISIONS:
+        raise UserError(f"--dcn must be one of {dcn_onnx.DCN_MODES} and --precision one of {tuple(graphs.PRECISIONS)}")
+    _prepare_target(out)
+    model = model if model is not None else checkpoint.load(ckpt)
+    ckpt_sha = sha256_file(ckpt)
+    defs = graphs.build_graphs(model, lookahead, precision)
+    refs = graphs.build_graphs(model, lookahead, "fp32")
+    samples = graphs.sample_inputs(model, lookahead)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        entries, checks = {}, {}
+        for i, name in enumerate(graphs.GRAPH_NAMES, 1):
+            t0 = time.perf_counter()
+            path = tmp / f"{name}.onnx"
+            example = graphs.cast_inputs(defs[name], samples[name])
+            proto = export_graph(defs[name], example, path, dcn, opset)
+            msg = f"[{i}/{len(graphs.GRAPH_NAMES)}] {name}: exported {path.stat().st_size / 1e6:.1f} MB"
+            if verify:
+                checks[name] = check_graph(defs[name], refs[name], proto, samples[name], precision)
+                msg += f", ORT max_abs={checks[name]['max_abs']:.2e} corr={checks[name]['corr']:.6f}"
+            del proto
+            entries[name] = graph_entry(path)
+            progress(f"{msg} ({time.perf_counter() - t0:.1f} s)")
+        manifest = build_manifest(
+            config=model.cfg.to_dict(),
+            lookahead=lookahead,
+            precision=precision,
+            fp32_parts=list(graphs.FP32_PARTS_FP16) if precision == "fp16" else [],
+            dcn=dcn,
+            opset=opset,
+            graphs=entries,
+            checks=checks,
+            checkpoint=ckpt.resolve(),
+            checkpoint_sha256=ckpt_sha,
+        )
+        write_manifest(tmp, manifest)
+        _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

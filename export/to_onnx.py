@@ -1,0 +1,55 @@
+"""Export an ESAN checkpoint to a split ONNX bundle.
+
+    python export/to_onnx.py CKPT --out BUNDLE_DIR [--lookahead 8] [--dcn standard|plugin]
+                             [--precision fp32|fp16] [--opset 19] [--no-verify]
+
+Also importable as ``esan.export.to_onnx`` (``main(argv)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from esan.runtime.errors import UserError
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``to_onnx.py`` and ``to_trt.py`` (without ``--out``)."""
+    p.add_argument("checkpoint", help="esan-rt checkpoint (.pt)")
+    p.add_argument("--lookahead", type=int, default=8, help="L of the unrolled bwd_window graph (default 8)")
+    p.add_argument("--dcn", choices=("standard", "plugin"), default="standard",
+                   help="standard: ONNX DeformConv (ORT, TensorRT built-in); plugin: our TensorRT plugin node")
+    p.add_argument("--opset", type=int, default=19, help="ONNX opset (>= 19)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="to_onnx.py", description="Export an ESAN checkpoint to a split ONNX bundle.")
+    add_export_args(p)
+    p.add_argument("--out", required=True, help="bundle directory to create or replace")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from esan.export.onnx_export import export_bundle
+
+        t0 = time.perf_counter()
+        out = export_bundle(
+            args.checkpoint, args.out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
+            opset=args.opset, verify=not args.no_verify,
+        )  # fmt: skip
+    except UserError as exc:
+        print(f"to_onnx.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"bundle written to {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

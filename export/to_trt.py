@@ -1,0 +1,136 @@
+"""Build TensorRT engines for a bundle, exporting the ONNX bundle first when it is missing or stale.
+
+    python export/to_trt.py CKPT [--out BUNDLE_DIR] [--precision fp16|fp32] [--lookahead L]
+                             [--dcn standard|plugin] [--plugin-lib PATH] [--workspace MB]
+                             [--timing-cache PATH]
+
+One engine per graph (``<graph>.plan``), recorded in the manifest's ``engines`` with the TensorRT
+version, GPU name and compute capability. Without TensorRT or a GPU the ONNX bundle is still
+written; the script then exits with code 3 and one line saying what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from esan.export.to_onnx import add_export_args
+from esan.runtime.errors import UserError
+
+EXIT_MISSING = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="to_trt.py", description="Build TensorRT engines for an ESAN bundle.")
+    add_export_args(p)
+    p.add_argument("--out", help="bundle directory (default: CKPT without suffix + '.bundle')")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    p.add_argument("--plugin-lib", type=Path, help="our TensorRT DCN plugin library (dcn=plugin)")
+    p.add_argument("--workspace", type=int, default=4096, metavar="MB", help="builder workspace (default 4096)")
+    p.add_argument("--timing-cache", type=Path, help="timing cache file (default: BUNDLE_DIR.timing-cache)")
+    return p
+
+
+def _reusable(out: Path, ckpt_sha: str, args: argparse.Namespace) -> bool:
+    """True when ``out`` holds a valid bundle of this checkpoint with the requested options."""
+    from esan.runtime.bundle import load_bundle
+
+    try:
+        b = load_bundle(out)
+    except UserError:
+        return False
+    want = (args.precision, args.lookahead, args.dcn, args.opset, ckpt_sha)
+    return (b.precision, b.lookahead, b.dcn, b.opset, b.source_checkpoint.get("sha256")) == want
+
+
+def _plugin_library(arg: Path | None) -> Path:
+    if arg is not None:
+        if not arg.is_file():
+            raise UserError(f"--plugin-lib {arg} does not exist")
+        return arg
+    try:
+        from esan.runtime import plugin_lib, plugin_spec
+    except ImportError as exc:
+        raise UserError("a plugin bundle needs the DCN plugin library: pass --plugin-lib PATH") from exc
+    try:
+        return plugin_lib.find_library(plugin_spec.PLUGIN_LIBRARY_BASENAME)
+    except FileNotFoundError as exc:
+        raise UserError(f"a plugin bundle needs the DCN plugin library ({exc}); or pass --plugin-lib PATH") from exc
+
+
+def build_engines(out: Path, args: argparse.Namespace, trt, gpu: tuple[str, str]) -> None:
+    """Build and record one engine per graph; the manifest is rewritten only after all succeeded."""
+    from esan.export.manifest_writer import make_readable, read_manifest, write_manifest
+    from esan.export.trt_build import EngineBuilder
+    from esan.runtime.bundle import GRAPH_NAMES, sha256_file
+    from esan.runtime.fsutil import atomic_path
+
+    manifest = read_manifest(out)
+    if manifest.pop("engines", None) is not None:
+        write_manifest(out, manifest)  # stale engines are forgotten before any .plan is replaced
+    plugin = _plugin_library(args.plugin_lib) if manifest["dcn"] == "plugin" else None
+    cache = args.timing_cache or out.with_name(out.name + ".timing-cache")
+    builder = EngineBuilder(trt, manifest["precision"], args.workspace, cache, plugin)
+    files = {}
+    for i, name in enumerate(GRAPH_NAMES, 1):
+        t0 = time.perf_counter()
+        plan = builder.build(out / manifest["graphs"][name]["file"])
+        with atomic_path(out / f"{name}.plan") as tmp:
+            tmp.write_bytes(plan)
+        make_readable(out / f"{name}.plan")
+        files[name] = {"file": f"{name}.plan", "sha256": sha256_file(out / f"{name}.plan")}
+        print(f"[{i}/{len(GRAPH_NAMES)}] {name}: engine {len(plan) / 1e6:.1f} MB ({time.perf_counter() - t0:.1f} s)")
+    builder.save_timing_cache()
+    manifest["engines"] = {
+        "tensorrt_version": str(trt.__version__),
+        "gpu": gpu[0],
+        "compute_capability": gpu[1],
+        "strongly_typed": builder.strongly_typed,
+        "plugin_library": str(plugin) if plugin else None,
+        "files": files,
+    }
+    write_manifest(out, manifest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from esan.export.trt_build import INSTALL_HINT, gpu_info, import_tensorrt
+        from esan.runtime.bundle import sha256_file
+
+        ckpt = Path(args.checkpoint)
+        if not ckpt.is_file():
+            raise UserError(f"checkpoint {ckpt} does not exist")
+        out = Path(args.out) if args.out else ckpt.with_suffix(".bundle")
+        if _reusable(out, sha256_file(ckpt), args):
+            print(f"using the existing ONNX bundle {out}")
+        else:
+            from esan.export.onnx_export import export_bundle
+
+            export_bundle(ckpt, out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
+                          opset=args.opset)  # fmt: skip
+            print(f"ONNX bundle written to {out}")
+        trt = import_tensorrt()
+        if trt is None:
+            print(f"to_trt.py: TensorRT is not installed (import tensorrt failed): {INSTALL_HINT}; "
+                  f"the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
+            return EXIT_MISSING
+        gpu = gpu_info()
+        if gpu is None:
+            print(f"to_trt.py: no NVIDIA GPU found (TensorRT builds engines on the GPU that runs them; needs an "
+                  f"NVIDIA GPU with a CUDA driver); the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
+            return EXIT_MISSING
+        print(f"building TensorRT {trt.__version__} engines on {gpu[0]} (sm {gpu[1]})")
+        build_engines(out, args, trt, gpu)
+    except UserError as exc:
+        print(f"to_trt.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"engines written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""ONNX Runtime backend: one ``InferenceSession`` per bundle graph (docs/contracts.md).
+
+Arrays are numpy. Inputs are fed by the manifest's names and cast to the manifest's dtypes (fp16
+bundles take fp16 features / hidden states and fp32 cell states; the map is always float32).
+Providers: ``device="cpu"`` -> CPUExecutionProvider. ``device="cuda"`` (needs ``onnxruntime-gpu``)
+-> CUDAExecutionProvider (+ CPU fallback); ``device="tensorrt"`` -> TensorrtExecutionProvider first.
+Bundles exported with ``--dcn plugin`` hold a custom node only TensorRT can run: they always go to
+the TensorRT EP, with our plugin library handed over via ``trt_extra_plugin_lib_paths``.
+The unrolled ``bwd_window`` graph serves exactly ``L+1`` frames for the bundle's ``L``; other
+lengths return ``None`` and the processor falls back to ``cell_bwd`` steps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esan.runtime.backends.base import (
+    REFERENCE_INPUTS,
+    WINDOW_INPUTS,
+    Array,
+    Backend,
+    BackendConfig,
+    Entry,
+    State,
+    check_direction,
+)
+from esan.runtime.bundle import Bundle, check_compatible, load_bundle, rebuild_command
+from esan.runtime.errors import UserError
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # pragma: no cover - onnxruntime is a base dependency
+    raise UserError("ONNX Runtime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from exc
+
+DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """Graph optimisation ALL, sequential execution, ``threads`` intra-op threads (None: ORT default)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 3
+    return so
+
+
+def providers_for(device: str, bundle: Bundle, plugin_lib: str | os.PathLike | None) -> list[Any]:
+    """Execution providers (with options) for ``device`` and this bundle."""
+    if device not in DEVICES:
+        raise UserError(f"the ort backend runs on {', '.join(DEVICES)}; got device {device!r}")
+    available = ort.get_available_providers()
+    plugin = bundle.dcn == "plugin"
+    if plugin and "TensorrtExecutionProvider" not in available:
+        check_compatible(bundle, "ort", None)  # raises: ONNX Runtime without TensorRT cannot run the plugin
+    if device == "cpu" and not plugin:
+        return ["CPUExecutionProvider"]
+    if plugin or device == "tensorrt":
+        if "TensorrtExecutionProvider" not in available:
+            raise UserError(
+                "device 'tensorrt' needs ONNX Runtime's TensorRT execution provider, but this onnxruntime "
+                f"has only {', '.join(available)}: pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt"
+            )
+        opts: dict[str, Any] = {"device_id": 0}
+        if plugin:
+            opts["trt_extra_plugin_lib_paths"] = str(_plugin_path(plugin_lib))
+        return [("TensorrtExecutionProvider", opts), "CUDAExecutionProvider", "CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise UserError(
+            f"device 'cuda' needs onnxruntime-gpu (this onnxruntime has {', '.join(available)}): "
+            "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
+        )
+    return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+
+
+def _plugin_path(plugin_lib: str | os.PathLike | None) -> Path:
+    from esan.runtime import plugin_lib as plib
+    from esan.runtime.plugin_spec import PLUGIN_LIBRARY_BASENAME
+
+    if plugin_lib is not None:
+        path = Path(plugin_lib)
+        if not path.is_file():
+            raise UserError(f"plugin library {path} does not exist; {plib.BUILD_HINT}")
+        return path
+    try:
+        return plib.find_library(PLUGIN_LIBRARY_BASENAME)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+
+
+class OrtBackend(Backend):
+    """Runs an exported ONNX bundle with ONNX Runtime."""
+
+    name = "ort"
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike | Bundle,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        plugin_lib: str | os.PathLike | None = None,
+        providers: list[Any] | None = None,
+        lookahead: int | None = None,
+    ) -> None:
+        bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
+        if bundle.dcn != "plugin":
+            check_compatible(bundle, "ort", lookahead)
+        self.bundle = bundle
+        providers = providers or providers_for(device, bundle, plugin_lib)
+        so = session_options(threads)
+        self.sessions: dict[str, ort.InferenceSession] = {}
+        for name, spec in bundle.graphs.items():
+            try:
+                self.sessions[name] = ort.InferenceSession(str(spec.file), so, providers=providers)
+            except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise UserError(
+                    f"ONNX Runtime cannot load graph {name} of bundle {bundle.root}: {first}; "
+                    f"re-export it with {rebuild_command(bundle, bundle.lookahead)}"
+                ) from exc
+        # per graph: input name -> numpy dtype, and output names in manifest order
+        self._in_dtypes = {g: {t.name: np.dtype(t.dtype) for t in s.inputs} for g, s in bundle.graphs.items()}
+        self._out_names = {g: [t.name for t in s.outputs] for g, s in bundle.graphs.items()}
+        cell = {t.name: t for t in bundle.graphs["cell_fwd"].inputs}
+        h_spec, c_spec = cell["h"], cell["c"]
+        self._zero = (np.zeros(h_spec.shape, h_spec.dtype), np.zeros(c_spec.shape, c_spec.dtype))
+        norm = bundle.normalization
+        super().__init__(
+            BackendConfig(
+                input_size=bundle.input_size,
+                output_size=bundle.output_size,
+                radius=bundle.radius,
+                hidden=int(h_spec.shape[1]),
+                state_size=(int(h_spec.shape[2]), int(h_spec.shape[3])),
+                lookahead=bundle.lookahead,
+                mean=tuple(norm.get("mean") or bundle.config.get("mean") or (0.485, 0.456, 0.406)),
+                std=tuple(norm.get("std") or bundle.config.get("std") or (0.229, 0.224, 0.225)),
+                extra={"bundle": str(bundle.root), "dcn": bundle.dcn, "providers": self.providers},
+            ),
+            device=device,
+            precision=bundle.precision,
+        )
+
+    @property
+    def providers(self) -> list[str]:
+        return self.sessions["encoder"].get_providers() if self.sessions else []
+
+    def _run(self, graph: str, feeds: dict[str, Array]) -> list[np.ndarray]:
+        dtypes = self._in_dtypes[graph]
+        cast = {k: v if v.dtype == dtypes[k] else v.astype(dtypes[k]) for k, v in feeds.items()}
+        return self.sessions[graph].run(self._out_names[graph], cast)
+
+    def _named(self, graph: str, feeds: dict[str, Array]) -> dict[str, np.ndarray]:
+        return dict(zip(self._out_names[graph], self._run(graph, feeds), strict=True))
+
+    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
+        return self._named("encoder", {"frame": frame, "valid": valid})
+
+    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
+        feeds = {name: np.concatenate([e[key] for e in window], axis=0) for name, key in WINDOW_INPUTS.items()}
+        feeds.update({name: ref[name] for name in REFERENCE_INPUTS})
+        outs = self._named("aligner", feeds)
+        return outs["xf"], outs["xb"]
+
+    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
+        check_direction(direction)
+        outs = self._named(f"cell_{direction}", {"x": x, "h": h, "c": c})
+        return outs["h_out"], outs["c_out"]
+
+    def zero_state(self) -> State:
+        return self._zero[0].copy(), self._zero[1].copy()
+
+    def backward_window(self, xs: Sequence[Array]) -> Array | None:
+        if "bwd_window" not in self.sessions or len(xs) != self.bundle.lookahead + 1:
+            return None
+        return self._run("bwd_window", {"xs": np.concatenate(list(xs), axis=0)})[0]
+
+    def decode(self, hf: Array, hb: Array) -> np.ndarray:
+        out = self._run("decoder", {"hf": hf, "hb": hb})[0]
+        return np.ascontiguousarray(out[0, 0], dtype=np.float32)
+
+    def close(self) -> None:
+        self.sessions = {}
+        super().close()

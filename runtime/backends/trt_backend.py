@@ -1,0 +1,277 @@
+"""Native TensorRT backend: the bundle's serialized engines, run on one CUDA stream.
+
+``tensorrt`` and ``cuda.bindings`` (cuda-python) are imported inside ``TrtBackend.__init__`` only.
+Works with TensorRT 10.x and 11.x: both use the name-based tensor API (``num_io_tensors``,
+``get_tensor_name/mode/shape/dtype``), ``set_tensor_address`` and ``execute_async_v3``; engines are
+built strongly typed, so precision comes with the engines (nothing to configure here).
+
+Memory: one execution context per engine; every engine input that the processor does not already
+hold on the device (the uint8 frame and mask, the stacked aligner window, the stacked ``bwd_window``
+input) has one buffer allocated once; outputs are taken from a pool of device buffers that return to
+the pool when the processor drops the array (its ring buffer eviction), so steady-state streaming
+allocates nothing. Ring-buffer entries, ``xf/xb`` and states stay on the GPU; window stacking is a
+device-to-device copy; only the final map is copied to the host. Everything is enqueued on one
+stream, so a recycled buffer is never overwritten before earlier work that reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from esan.runtime.backends.base import (
+    REFERENCE_INPUTS,
+    WINDOW_INPUTS,
+    Array,
+    Backend,
+    BackendConfig,
+    Entry,
+    State,
+    check_direction,
+)
+from esan.runtime.bundle import Bundle, check_compatible, load_bundle
+from esan.runtime.errors import UserError
+
+INSTALL_HINT = "pip install 'esan-rt[trt]' (tensorrt>=10.1 and cuda-python on a machine with an NVIDIA GPU)"
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise UserError(f"the trt backend needs NVIDIA TensorRT, which is not installed: {INSTALL_HINT}") from exc
+    return trt
+
+
+def import_cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError as exc:
+            raise UserError(f"the trt backend needs cuda-python, not installed: {INSTALL_HINT}") from exc
+    return cudart
+
+
+@dataclass
+class DeviceArray:
+    """A device buffer with a numpy-like description; ``ptr`` is a CUDA device address."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+
+class _Cuda:
+    """The handful of CUDA runtime calls we need, with errors checked."""
+
+    def __init__(self, cudart: Any) -> None:
+        self.rt = cudart
+        self.stream = self.check(cudart.cudaStreamCreate())
+        self.handle = int(self.stream)  # what execute_async_v3 takes
+
+    def check(self, result: Any) -> Any:
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != int(self.rt.cudaError_t.cudaSuccess):
+            raise RuntimeError(f"CUDA error {err}")
+        return rest[0] if len(rest) == 1 else (tuple(rest) or None)
+
+    def malloc(self, nbytes: int) -> int:
+        return int(self.check(self.rt.cudaMalloc(max(nbytes, 1))))
+
+    def copy(self, dst: int, src: int, nbytes: int, kind: str) -> None:
+        k = getattr(self.rt.cudaMemcpyKind, f"cudaMemcpy{kind}")
+        self.check(self.rt.cudaMemcpyAsync(dst, src, nbytes, k, self.stream))
+
+    def zero(self, ptr: int, nbytes: int) -> None:
+        self.check(self.rt.cudaMemsetAsync(ptr, 0, nbytes, self.stream))
+
+    def sync(self) -> None:
+        self.check(self.rt.cudaStreamSynchronize(self.stream))
+
+    def compute_capability(self) -> str:
+        dev = self.check(self.rt.cudaGetDevice())
+        prop = self.check(self.rt.cudaGetDeviceProperties(dev))
+        return f"{prop.major}.{prop.minor}"
+
+
+class _Pool:
+    """Recycles device buffers by size; arrays go back when garbage collected."""
+
+    def __init__(self, cuda: _Cuda) -> None:
+        self.cuda = cuda
+        self.free: dict[int, list[int]] = defaultdict(list)
+        self.owned: list[int] = []
+
+    def get(self, shape: tuple[int, ...], dtype: np.dtype) -> DeviceArray:
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        ptr = self.free[nbytes].pop() if self.free[nbytes] else self._new(nbytes)
+        arr = DeviceArray(ptr, shape, dtype)
+        weakref.finalize(arr, self.free[nbytes].append, ptr)
+        return arr
+
+    def _new(self, nbytes: int) -> int:
+        ptr = self.cuda.malloc(nbytes)
+        self.owned.append(ptr)
+        return ptr
+
+    def release(self) -> None:
+        for ptr in self.owned:
+            self.cuda.rt.cudaFree(ptr)
+        self.owned, self.free = [], defaultdict(list)
+
+
+class _Engine:
+    """One deserialized engine, its execution context and its I/O description."""
+
+    def __init__(self, trt: Any, runtime: Any, path: os.PathLike, name: str) -> None:
+        with open(path, "rb") as fh:
+            self.engine = runtime.deserialize_cuda_engine(fh.read())
+        if self.engine is None:
+            raise UserError(f"TensorRT cannot deserialize engine {path} ({name}); rebuild it with export/to_trt.py")
+        self.context = self.engine.create_execution_context()
+        self.inputs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self.outputs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        for i in range(self.engine.num_io_tensors):
+            tname = self.engine.get_tensor_name(i)
+            desc = (tuple(self.engine.get_tensor_shape(tname)), _np_dtype(trt, self.engine.get_tensor_dtype(tname)))
+            is_input = self.engine.get_tensor_mode(tname) == trt.TensorIOMode.INPUT
+            (self.inputs if is_input else self.outputs)[tname] = desc
+
+
+def _np_dtype(trt: Any, dtype: Any) -> np.dtype:
+    names = {"FLOAT": np.float32, "HALF": np.float16, "UINT8": np.uint8, "INT8": np.int8, "INT32": np.int32,
+             "INT64": np.int64, "BOOL": np.bool_}  # fmt: skip
+    for name, np_type in names.items():
+        if dtype == getattr(trt.DataType, name, object()):
+            return np.dtype(np_type)
+    raise UserError(f"unsupported TensorRT tensor dtype {dtype}")
+
+
+class TrtBackend(Backend):
+    """Runs the bundle's TensorRT engines (see the module docstring)."""
+
+    name = "trt"
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike | Bundle,
+        *,
+        device: str = "cuda",
+        plugin_lib: str | os.PathLike | None = None,
+        lookahead: int | None = None,
+    ) -> None:
+        trt = import_tensorrt()
+        bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
+        check_compatible(bundle, "trt", lookahead, tensorrt_version=str(trt.__version__))
+        cuda = _Cuda(import_cudart())
+        check_compatible(bundle, "trt", lookahead, compute_capability=cuda.compute_capability())
+        if bundle.dcn == "plugin":
+            from esan.runtime.plugin_lib import load_plugin_library
+
+            try:
+                self._plugin = load_plugin_library(plugin_lib)
+            except (FileNotFoundError, RuntimeError) as exc:
+                raise UserError(str(exc)) from exc
+        self.bundle, self.cuda, self.pool = bundle, cuda, _Pool(cuda)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g) for g in bundle.graphs}
+        # inputs the processor does not hold on the device: one persistent buffer each
+        self._staging = {
+            (g, n): self.pool.get(*desc)
+            for g, n in [("encoder", "frame"), ("encoder", "valid"), ("bwd_window", "xs")]
+            + [("aligner", w) for w in WINDOW_INPUTS]
+            for desc in [self.engines[g].inputs[n]]
+        }
+        self._map = self.pool.get(*self.engines["decoder"].outputs["map"])
+        h_shape, _ = self.engines["cell_fwd"].inputs["h"]
+        super().__init__(
+            BackendConfig(
+                input_size=bundle.input_size,
+                output_size=bundle.output_size,
+                radius=bundle.radius,
+                hidden=int(h_shape[1]),
+                state_size=(int(h_shape[2]), int(h_shape[3])),
+                lookahead=bundle.lookahead,
+                extra={"bundle": str(bundle.root), "tensorrt": str(trt.__version__), "dcn": bundle.dcn},
+            ),
+            device=device,
+            precision=bundle.precision,
+        )
+
+    def _run(self, graph: str, inputs: dict[str, DeviceArray]) -> dict[str, DeviceArray]:
+        eng = self.engines[graph]
+        if graph == "decoder":  # the map has one persistent buffer (copied to the host right away)
+            outs = {"map": self._map}
+        else:  # everything else may be cached by the processor: fresh buffers from the pool
+            outs = {name: self.pool.get(*desc) for name, desc in eng.outputs.items()}
+        for name, arr in {**inputs, **outs}.items():
+            eng.context.set_tensor_address(name, arr.ptr)
+        if not eng.context.execute_async_v3(self.cuda.handle):
+            raise RuntimeError(f"TensorRT failed to enqueue {graph}")
+        return outs
+
+    def _stack(self, graph: str, name: str, parts: Sequence[DeviceArray]) -> DeviceArray:
+        dst = self._staging[(graph, name)]
+        offset = 0
+        for p in parts:
+            self.cuda.copy(dst.ptr + offset, p.ptr, p.nbytes, "DeviceToDevice")
+            offset += p.nbytes
+        return dst
+
+    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
+        self._host = (np.ascontiguousarray(frame), np.ascontiguousarray(valid))  # alive until the copy ran
+        for name, host in zip(("frame", "valid"), self._host, strict=True):
+            self.cuda.copy(self._staging[("encoder", name)].ptr, host.ctypes.data, host.nbytes, "HostToDevice")
+        return self._run("encoder", {n: self._staging[("encoder", n)] for n in ("frame", "valid")})
+
+    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
+        feeds = {name: self._stack("aligner", name, [e[key] for e in window]) for name, key in WINDOW_INPUTS.items()}
+        feeds.update({name: ref[name] for name in REFERENCE_INPUTS})
+        outs = self._run("aligner", feeds)
+        return outs["xf"], outs["xb"]
+
+    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
+        check_direction(direction)
+        outs = self._run(f"cell_{direction}", {"x": x, "h": h, "c": c})
+        return outs["h_out"], outs["c_out"]
+
+    def zero_state(self) -> State:
+        eng = self.engines["cell_fwd"]
+        h, c = self.pool.get(*eng.inputs["h"]), self.pool.get(*eng.inputs["c"])
+        self.cuda.zero(h.ptr, h.nbytes)
+        self.cuda.zero(c.ptr, c.nbytes)
+        return h, c
+
+    def backward_window(self, xs: Sequence[Array]) -> Array | None:
+        if len(xs) != self.bundle.lookahead + 1:
+            return None
+        return self._run("bwd_window", {"xs": self._stack("bwd_window", "xs", xs)})["hb"]
+
+    def decode(self, hf: Array, hb: Array) -> np.ndarray:
+        self._run("decoder", {"hf": hf, "hb": hb})
+        host = np.empty(self._map.shape, self._map.dtype)
+        self.cuda.copy(host.ctypes.data, self._map.ptr, host.nbytes, "DeviceToHost")
+        self.cuda.sync()
+        return np.ascontiguousarray(host[0, 0], dtype=np.float32)
+
+    def close(self) -> None:
+        if getattr(self, "cuda", None) is not None:
+            self.cuda.sync()
+            self.engines = {}
+            self.pool.release()
+            self.cuda.rt.cudaStreamDestroy(self.cuda.stream)
+            self.cuda = None
+        super().close()

@@ -1,0 +1,278 @@
+"""Read and validate an ESAN-RT bundle (ONNX graphs, optional TensorRT engines, ``manifest.json``).
+
+Torch-free and numpy-free (json + hashlib only). The schema is docs/contracts.md, "Bundle manifest".
+
+API::
+
+    bundle = load_bundle(dir)            # Bundle; raises UserError saying how to rebuild
+    bundle.graph_path("encoder")         # Path of encoder.onnx
+    bundle.engine_path("encoder")        # Path of encoder.plan (UserError if no engines)
+    use_window = check_compatible(bundle, "ort", lookahead=8)
+
+``check_compatible`` answers whether the runtime should use the unrolled ``bwd_window`` graph: only
+when the requested lookahead equals the bundle's ``lookahead``. Any other L (or ``None``, the
+whole clip) is served exactly by running the ``cell_bwd`` step graph L+1 times, so a lookahead
+mismatch is never an error. Refused: plugin-DCN bundles on ONNX Runtime backends (they need our
+TensorRT plugin), the TensorRT backend without engines, or engines built with another TensorRT
+version or for another GPU compute capability.
+
+Manifest notes beyond the contract: ``plugin`` is ``null`` for ``dcn == "standard"``; ``checks``
+entries also hold per-output numbers under ``outputs``; ``engines.files`` maps graph -> {file, sha256}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esan.runtime.errors import UserError
+
+FORMAT = "esan-rt-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+GRAPH_NAMES = ("encoder", "aligner", "cell_fwd", "cell_bwd", "bwd_window", "decoder")
+PRECISIONS = ("fp32", "fp16")
+DCN_MODES = ("standard", "plugin")
+DTYPES = ("uint8", "float32", "float16")
+BACKENDS_ORT = ("ort", "ort-cpu", "ort-cuda", "ort-gpu", "onnxruntime")
+BACKENDS_TRT = ("trt", "tensorrt")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy name: uint8, float32, float16
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    file: Path
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+@dataclass(frozen=True)
+class Engines:
+    tensorrt_version: str
+    gpu: str
+    compute_capability: str
+    files: dict[str, Path]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle. ``config`` is ``ESANConfig.to_dict()``; sizes are (H, W)."""
+
+    root: Path
+    config: dict[str, Any]
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    radius: int
+    lookahead: int
+    precision: str
+    dcn: str
+    opset: int
+    graphs: dict[str, GraphSpec]
+    engines: Engines | None
+    normalization: dict[str, Any] = field(default_factory=dict)
+    fp32_parts: tuple[str, ...] = ()
+    checks: dict[str, Any] = field(default_factory=dict)
+    source_checkpoint: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def window(self) -> int:
+        """Frames per alignment window (2T+1)."""
+        return 2 * self.radius + 1
+
+    def graph_path(self, name: str) -> Path:
+        return self.graphs[name].file
+
+    def engine_path(self, name: str) -> Path:
+        if self.engines is None:
+            raise UserError(f"bundle {self.root} has no TensorRT engines; build them with {to_trt_command(self)}")
+        return self.engines.files[name]
+
+
+def rebuild_command(bundle_or_dir: Bundle | str | Path, lookahead: int | str = "L", **extra: str) -> str:
+    """The command that (re)creates the ONNX bundle."""
+    root = bundle_or_dir.root if isinstance(bundle_or_dir, Bundle) else bundle_or_dir
+    ckpt = "CKPT"
+    if isinstance(bundle_or_dir, Bundle):
+        ckpt = bundle_or_dir.source_checkpoint.get("path") or ckpt
+        extra = {"precision": bundle_or_dir.precision, "dcn": bundle_or_dir.dcn, **extra}
+    opts = "".join(f" --{k} {v}" for k, v in extra.items())
+    return f"`python export/to_onnx.py {ckpt} --out {root} --lookahead {lookahead}{opts}`"
+
+
+def to_trt_command(bundle: Bundle) -> str:
+    ckpt = bundle.source_checkpoint.get("path") or "CKPT"
+    return (
+        f"`python export/to_trt.py {ckpt} --out {bundle.root} --lookahead {bundle.lookahead} "
+        f"--precision {bundle.precision} --dcn {bundle.dcn}`"
+    )
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tensors(items: Any, where: str, fail) -> tuple[TensorSpec, ...]:
+    if not isinstance(items, list) or not items:
+        fail(f"{where} must be a non-empty list")
+    out = []
+    for t in items:
+        try:
+            spec = TensorSpec(str(t["name"]), tuple(int(d) for d in t["shape"]), str(t["dtype"]))
+        except (KeyError, TypeError, ValueError):
+            fail(f"{where} has a malformed tensor entry {t!r}")
+        if spec.dtype not in DTYPES:
+            fail(f"{where}: tensor {spec.name} has unknown dtype {spec.dtype!r}")
+        out.append(spec)
+    return tuple(out)
+
+
+def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
+    """Read ``path/manifest.json`` and validate format, version, graphs, files and (optionally) hashes."""
+    root = Path(path)
+    man_path = root / MANIFEST
+
+    def fail(msg: str) -> None:
+        raise UserError(f"bundle {root}: {msg}; rebuild it with {rebuild_command(root)}")
+
+    if not root.is_dir():
+        fail("directory does not exist")
+    if not man_path.is_file():
+        fail(f"no {MANIFEST} (not a bundle, or an export that did not finish)")
+    try:
+        man = json.loads(man_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"{MANIFEST} is not valid JSON ({exc})")
+    if not isinstance(man, dict) or man.get("format") != FORMAT:
+        found = man.get("format") if isinstance(man, dict) else None
+        fail(f"{MANIFEST} is not an {FORMAT} manifest (format={found!r})")
+    version = man.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        fail(f"bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(
+            f"bundle {root} has format_version {version}, this esan-rt reads up to {FORMAT_VERSION}: "
+            f"upgrade esan-rt or re-export with {rebuild_command(root)}"
+        )
+    try:
+        precision, dcn = man["precision"], man["dcn"]
+        radius, lookahead = int(man["radius"]), int(man["lookahead"])
+        input_size = (int(man["input_size"][0]), int(man["input_size"][1]))
+        output_size = (int(man["output_size"][0]), int(man["output_size"][1]))
+        config, raw_graphs = dict(man["config"]), man["graphs"]
+        opset = int(man.get("opset", 0))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        fail(f"{MANIFEST} misses or mangles a required field ({exc!r})")
+    if precision not in PRECISIONS:
+        fail(f"unknown precision {precision!r}")
+    if dcn not in DCN_MODES:
+        fail(f"unknown dcn mode {dcn!r}")
+    if lookahead < 0 or radius < 0:
+        fail(f"bad lookahead {lookahead} or radius {radius}")
+    missing = [g for g in GRAPH_NAMES if g not in raw_graphs]
+    if missing:
+        fail(f"graphs {missing} are missing from {MANIFEST}")
+    graphs = {}
+    for name in GRAPH_NAMES:
+        g = raw_graphs[name]
+        if not isinstance(g, dict) or "file" not in g or "sha256" not in g:
+            fail(f"graph {name} has no file/sha256")
+        file = root / g["file"]
+        if not file.is_file():
+            fail(f"graph file {g['file']} is missing")
+        if verify_hashes and sha256_file(file) != g["sha256"]:
+            fail(f"graph file {g['file']} does not match its sha256 (modified or truncated)")
+        ins = _tensors(g.get("inputs"), f"graph {name} inputs", fail)
+        outs = _tensors(g.get("outputs"), f"graph {name} outputs", fail)
+        graphs[name] = GraphSpec(name, file, g["sha256"], ins, outs)
+    engines = None
+    raw_eng = man.get("engines")
+    if raw_eng:
+        files = {}
+        hint = "rebuild the engines with `python export/to_trt.py CKPT --out DIR`"
+        for name in GRAPH_NAMES:
+            e = (raw_eng.get("files") or {}).get(name)
+            if not isinstance(e, dict) or "file" not in e or not (root / e["file"]).is_file():
+                raise UserError(f"bundle {root}: engine for {name} is missing; {hint}")
+            if verify_hashes and sha256_file(root / e["file"]) != e.get("sha256"):
+                raise UserError(f"bundle {root}: engine {e['file']} does not match its sha256; {hint}")
+            files[name] = root / e["file"]
+        engines = Engines(
+            str(raw_eng.get("tensorrt_version", "")),
+            str(raw_eng.get("gpu", "")),
+            str(raw_eng.get("compute_capability", "")),
+            files,
+        )
+    return Bundle(
+        root=root,
+        config=config,
+        input_size=input_size,
+        output_size=output_size,
+        radius=radius,
+        lookahead=lookahead,
+        precision=precision,
+        dcn=dcn,
+        opset=opset,
+        graphs=graphs,
+        engines=engines,
+        normalization=dict(man.get("normalization") or {}),
+        fp32_parts=tuple(man.get("fp32_parts") or ()),
+        checks=dict(man.get("checks") or {}),
+        source_checkpoint=dict(man.get("source_checkpoint") or {}),
+        manifest=man,
+    )
+
+
+def check_compatible(
+    bundle: Bundle,
+    backend: str,
+    lookahead: int | None,
+    tensorrt_version: str | None = None,
+    compute_capability: str | None = None,
+) -> bool:
+    """Refuse a bundle the backend cannot run; return True when ``bwd_window`` serves ``lookahead``.
+
+    ``backend``: ``"ort"`` (also ``ort-cpu``/``ort-cuda``/``onnxruntime``), ``"trt"``, or ``"torch"``.
+    ``lookahead=None`` means the whole clip (always the step graph). For ``trt``, pass the running
+    TensorRT version / GPU compute capability to refuse engines built elsewhere.
+    """
+    if lookahead is not None and lookahead < 0:
+        raise UserError(f"lookahead must be >= 0, got {lookahead}")
+    b = backend.lower()
+    if b in BACKENDS_ORT and bundle.dcn == "plugin":
+        raise UserError(
+            f"bundle {bundle.root} uses the TensorRT DCN plugin, which ONNX Runtime cannot run; "
+            f"re-export it with {rebuild_command(bundle, bundle.lookahead, dcn='standard')} or use --backend trt"
+        )
+    if b in BACKENDS_TRT:
+        if bundle.engines is None:
+            raise UserError(f"bundle {bundle.root} has no TensorRT engines; build them with {to_trt_command(bundle)}")
+        built = bundle.engines
+        if tensorrt_version and built.tensorrt_version and tensorrt_version != built.tensorrt_version:
+            raise UserError(
+                f"engines in {bundle.root} were built with TensorRT {built.tensorrt_version}, this is "
+                f"{tensorrt_version}; rebuild them with {to_trt_command(bundle)}"
+            )
+        if compute_capability and built.compute_capability and compute_capability != built.compute_capability:
+            raise UserError(
+                f"engines in {bundle.root} were built for compute capability {built.compute_capability} "
+                f"({built.gpu}), this GPU is {compute_capability}; rebuild them with {to_trt_command(bundle)}"
+            )
+    elif b not in BACKENDS_ORT and b != "torch":
+        raise UserError(f"unknown backend {backend!r}; use ort, trt or torch")
+    return lookahead is not None and lookahead == bundle.lookahead

@@ -1,0 +1,82 @@
+"""Argument definitions of the ``esan-rt`` subcommands (torch-free; handlers live elsewhere).
+
+Each subcommand: one ``_<name>_args`` function and one ``COMMANDS.register`` call.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from esan.runtime.cli import COMMANDS  # noqa: F401  (used by the registrations below)
+
+
+# -- stream / demo (handlers: esan.runtime.stream_cli, esan.runtime.demo) ---------------------------
+def _stream_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", type=int, metavar="N", help="camera index (cv2.VideoCapture)")
+    src.add_argument("--source", metavar="PATH|URL|DIR",
+                     help="video file, RTSP/HTTP URL (live) or folder of frames (sorted by name)")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", metavar="CKPT",
+                       help="esan-rt checkpoint (.pt); ort/trt export it to a cached bundle on first use")
+    model.add_argument("--bundle", metavar="DIR", help="exported bundle directory (export/to_onnx.py)")
+    p.add_argument("--backend", choices=("ort", "trt", "torch"), default="ort",
+                   help="inference backend (default: ort = ONNX Runtime)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--lookahead", type=int, default=8, metavar="L",
+                   help="future frames the backward pass sees; delay = L + T frames (default: 8)")
+    p.add_argument("--backward-chunk", type=int, default=1, metavar="C",
+                   help="approximation: C frames share one backward run (default: 1 = exact)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
+                   help="fp32 or fp16 (default: the bundle's, fp32 for a checkpoint)")
+    p.add_argument("--show", action="store_true", help="show the overlay in a window (q or Esc quits)")
+    p.add_argument("--save-video", metavar="OUT.mp4", help="write the overlay video (mp4v, source fps)")
+    p.add_argument("--save-maps", metavar="DIR", help="write one saliency map per frame (000000.npy, ...)")
+    p.add_argument("--maps-format", choices=("npy", "png"), default="npy",
+                   help="npy: float32 at model output size; png: 8-bit at the frame size (default: npy)")
+    p.add_argument("--report", metavar="report.json", help="write fps, latency percentiles, delay, drops")
+    p.add_argument("--plot", metavar="latency.png", help="latency plot (needs matplotlib)")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace a file at its fps and drop the oldest frames when behind (live simulation)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (then flush)")
+    p.add_argument("--queue-size", type=int, default=4, metavar="N",
+                   help="capture queue length; live sources drop the oldest frame when full (default: 4)")
+    p.epilog = ("--checkpoint with ort/trt exports once into $ESAN_CACHE_DIR (default ~/.cache/esan-rt/bundles). "
+                "Exit codes: 0 done (a source that disconnects ends the stream normally), 2 usage or input "
+                "error, 130 Ctrl-C (outputs are still flushed and written).")
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", metavar="PATH", help="video or folder to use instead of a generated sample clip")
+    p.add_argument("--out", default="./esan-demo", metavar="DIR", help="output folder (default: ./esan-demo)")
+    p.add_argument("--frames", type=int, default=120, metavar="N", help="frames to generate / process (default: 120)")
+    p.add_argument("--lookahead", type=int, default=8, metavar="L", help="lookahead (default: 8)")
+    p.add_argument("--checkpoint", help=argparse.SUPPRESS)  # advanced: another checkpoint than the shipped one
+
+
+COMMANDS.register("stream", "Stream saliency maps from a camera, video, URL or folder of frames.",
+                  "esan.runtime.stream_cli:run", _stream_args)
+COMMANDS.register("demo", "Run the bundled tiny model on a generated clip and write video, maps, report, plot.",
+                  "esan.runtime.demo:run", _demo_args)
+
+
+# -- compare (handler: esan.export.compare; needs the train extra for torch) -------------------------
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (export/to_onnx.py)")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint the bundle was exported from")
+    p.add_argument("--backends", default="ort,trt", help="comma-separated backends: ort, trt (default: ort,trt)")
+
+
+COMMANDS.register("compare", "Run every bundle graph on ONNX Runtime / TensorRT against PyTorch; print the errors.",
+                  "esan.export.compare:run", _compare_args)
+
+
+# -- bench (handler: esan.runtime.bench; options: esan.runtime.bench_args) ----------------------------
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    from esan.runtime.bench_args import add_bench_args
+
+    add_bench_args(p)
+
+
+COMMANDS.register("bench", "Latency benchmark: naive vs cached streaming schedule, side by side.",
+                  "esan.runtime.bench:run", _bench_args)

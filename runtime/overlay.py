@@ -1,0 +1,34 @@
+"""Saliency overlays: the model-size map back on the original frame as a JET heatmap."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from esan.runtime.letterbox import Box, unletterbox
+
+
+def map_to_frame(saliency: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> np.ndarray:
+    """``float32 [h, w]`` map on the original frame (padding cropped, resized back)."""
+    return unletterbox(np.asarray(saliency, np.float32), box, frame_hw)
+
+
+def to_uint8(saliency: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to ``uint8`` 0..255 (rounded, clipped)."""
+    return np.clip(np.rint(np.asarray(saliency, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def overlay(frame_rgb: np.ndarray, saliency: np.ndarray, box: Box, alpha: float = 0.5) -> np.ndarray:
+    """BGR ``uint8`` frame (original size) blended with the JET-coloured saliency map."""
+    heat = cv2.applyColorMap(to_uint8(map_to_frame(saliency, box, frame_rgb.shape[:2])), cv2.COLORMAP_JET)
+    bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
+    return cv2.addWeighted(bgr, 1.0 - alpha, heat, alpha, 0.0)
+
+
+def put_status(image_bgr: np.ndarray, text: str) -> np.ndarray:
+    """Draw a status line (e.g. fps and latency) in the top-left corner, in place."""
+    scale = max(0.4, min(image_bgr.shape[:2]) / 600.0)
+    org = (8, int(22 * scale) + 6)
+    cv2.putText(image_bgr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image_bgr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return image_bgr

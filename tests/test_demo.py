@@ -1,0 +1,68 @@
+"""``esan-rt demo``: generated clip -> cached ONNX export -> ORT CPU stream -> video, maps, report, plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from esan.runtime import demo
+from esan.runtime.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _shared_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.getbasetemp() / "esan-cache"
+    monkeypatch.setenv("ESAN_CACHE_DIR", str(cache))
+    return cache
+
+
+def test_demo_writes_everything(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "esan-demo"
+    rc = main(["demo", "--out", str(out), "--frames", "30", "--checkpoint", str(tiny_checkpoint)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    for name in ("sample.mp4", "overlay.mp4", "report.json", "latency.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+        assert str(out / name) in printed or name == "sample.mp4"
+    assert "frames: 30 processed" in printed and "p95" in printed
+    cap = cv2.VideoCapture(str(out / "overlay.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 30
+    assert (cap.get(cv2.CAP_PROP_FRAME_HEIGHT), cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == demo.SAMPLE_HW
+    cap.release()
+    maps = sorted((out / "maps").glob("*.png"))
+    assert len(maps) == 30 and maps[0].name == "000000.png"
+    assert cv2.imread(str(maps[0]), cv2.IMREAD_UNCHANGED).shape == demo.SAMPLE_HW
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 30 and report["dropped_frames"] == 0
+    assert report["backend"] == "ort" and report["device"] == "cpu" and report["precision"] == "fp32"
+    assert report["lookahead"] == 8 and report["delay_frames"] == 10
+    assert report["delay_ms"] == pytest.approx(10 * 1000 / demo.SAMPLE_FPS)
+    assert report["package_version"] and report["source"].endswith("sample.mp4")
+    e2e = report["latency_ms"]["end_to_end"]
+    assert 0 < e2e["p50"] <= e2e["p95"] <= e2e["p99"]
+    assert {"encode", "align", "decode"} <= set(report["latency_ms"]["stages"])
+    assert report["fps"] > 0
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_without_shipped_checkpoint_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(demo, "DEMO_CHECKPOINT", tmp_path / "missing" / "demo_tiny.pt")
+    assert main(["demo", "--out", str(tmp_path / "o")]) == 2
+    assert "demo checkpoint" in capsys.readouterr().err
+
+
+def test_demo_on_a_given_source(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(frames / f"{i:03d}.jpg"), demo._background((40, 64), np.random.default_rng(i)))
+    out = tmp_path / "o"
+    rc = main(["demo", "--source", str(frames), "--out", str(out), "--frames", "4",
+               "--checkpoint", str(tiny_checkpoint)])
+    assert rc == 0 and not (out / "sample.mp4").exists()
+    assert len(list((out / "maps").glob("*.png"))) == 4
+    assert json.loads((out / "report.json").read_text())["frames"] == 4

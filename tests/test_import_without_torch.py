@@ -1,0 +1,68 @@
+"""The runtime imports and runs without torch (docs/contracts.md: torch only in torch_backend)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+BLOCK_TORCH = "import sys\nsys.modules['torch'] = None  # any 'import torch' now raises ImportError\n"
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_runtime_imports_without_torch():
+    proc = run_without_torch(
+        """
+        import esan.runtime.processor, esan.runtime.backends.ort_backend
+        import esan.runtime.backends, esan.runtime.backends.trt_backend, esan.runtime.bundle
+        assert sys.modules['torch'] is None
+        print('ok')
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_torch_backend_without_torch_is_one_clear_error(tmp_path):
+    proc = run_without_torch(
+        f"""
+        from esan.runtime.backends import open_backend
+        from esan.runtime.errors import UserError
+        try:
+            open_backend('torch', checkpoint={str(tmp_path / "x.pt")!r})
+        except UserError as exc:
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install" in proc.stdout and "torch" in proc.stdout
+
+
+def test_ort_streaming_without_torch(tiny_bundle):
+    proc = run_without_torch(
+        f"""
+        import numpy as np
+        from esan.runtime.backends import open_backend
+        from esan.runtime.processor import StreamProcessor
+        proc = StreamProcessor(open_backend('ort', bundle_dir={str(tiny_bundle)!r}, threads=1), lookahead=2)
+        rng = np.random.default_rng(0)
+        results = []
+        for _ in range(7):
+            results += proc.push(rng.integers(0, 256, (50, 120, 3), dtype=np.uint8))
+        results += proc.finish()
+        print([r.index for r in results], results[0].saliency.shape)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 1, 2, 3, 4, 5, 6] (32, 48)"
