@@ -58,8 +58,9 @@ class EngineBuilder:
         self.logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(self.logger, "")  # built-in DeformConv plugin for standard bundles
         if plugin_lib is not None:
-            if trt.get_plugin_registry().load_library(str(plugin_lib)) is None:
-                raise RuntimeError(f"TensorRT could not load the plugin library {plugin_lib}")
+            from esan.runtime.plugin_lib import load_plugin_library
+
+            load_plugin_library(plugin_lib)  # idempotent: a second build in one process is fine
         self.builder = trt.Builder(self.logger)
         self.workspace_mb = workspace_mb
         self.timing_cache_path = timing_cache

@@ -22,3 +22,4 @@ COMMANDS.register(
     _convert_args,
 )
 
+import esan.train.fit_args  # noqa: E402, F401  (registers synth, fit, eval, predict)
