@@ -43,7 +43,8 @@ def test_constant_offsets_match_hand_computed_bilinear_samples():
     logits = rng.normal(0, 1, (g, 9))
     offset = np.stack([dy, dx], axis=-1).reshape(-1)  # per group, per tap, (dy, dx)
     with torch.no_grad():
-        pack.conv_offset_mask.bias.copy_(torch.tensor(np.concatenate([offset, logits.reshape(-1)]), dtype=torch.float32))
+        bias = np.concatenate([offset, logits.reshape(-1)])
+        pack.conv_offset_mask.bias.copy_(torch.tensor(bias, dtype=torch.float32))
     x = torch.randn(1, c, h, w)
     got = pack(x, torch.zeros(1, c, h, w)).detach().numpy()[0]
 
