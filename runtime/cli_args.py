@@ -16,9 +16,10 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="camera index (cv2.VideoCapture)")
     src.add_argument("--source", metavar="PATH|URL|DIR",
                      help="video file, RTSP/HTTP URL (live) or folder of frames (sorted by name)")
-    model = p.add_mutually_exclusive_group(required=True)
+    model = p.add_mutually_exclusive_group()
     model.add_argument("--checkpoint", metavar="CKPT",
-                       help="esan-rt checkpoint (.pt); ort/trt export it to a cached bundle on first use")
+                       help="esan-rt checkpoint (.pt); ort/trt export it to a cached bundle on first use "
+                            "(default: the bundled tiny demo model, trained on synthetic data)")
     model.add_argument("--bundle", metavar="DIR", help="exported bundle directory (export/to_onnx.py)")
     p.add_argument("--backend", choices=("ort", "trt", "torch"), default="ort",
                    help="inference backend (default: ort = ONNX Runtime)")

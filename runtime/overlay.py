@@ -18,11 +18,23 @@ def to_uint8(saliency: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(saliency, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def overlay(frame_rgb: np.ndarray, saliency: np.ndarray, box: Box, alpha: float = 0.5) -> np.ndarray:
-    """BGR ``uint8`` frame (original size) blended with the JET-coloured saliency map."""
-    heat = cv2.applyColorMap(to_uint8(map_to_frame(saliency, box, frame_rgb.shape[:2])), cv2.COLORMAP_JET)
-    bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
-    return cv2.addWeighted(bgr, 1.0 - alpha, heat, alpha, 0.0)
+def display_scale(saliency: np.ndarray) -> np.ndarray:
+    """Map scaled to [0, 1] by its maximum, for display only (the model's absolute scale is arbitrary)."""
+    peak = float(np.max(saliency)) if saliency.size else 0.0
+    return np.asarray(saliency, np.float32) / peak if peak > 0 else np.zeros_like(saliency, np.float32)
+
+
+def overlay(frame_rgb: np.ndarray, saliency: np.ndarray, box: Box, alpha: float = 0.6) -> np.ndarray:
+    """BGR ``uint8`` frame (original size) with the JET-coloured map laid over its salient parts.
+
+    The map is scaled by its maximum; each pixel blends in proportion to its saliency, so
+    non-salient areas keep the original picture.
+    """
+    level = display_scale(map_to_frame(saliency, box, frame_rgb.shape[:2]))
+    heat = cv2.applyColorMap(to_uint8(level), cv2.COLORMAP_JET).astype(np.float32)
+    bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR).astype(np.float32)
+    weight = (alpha * level)[..., None]
+    return np.clip(bgr * (1.0 - weight) + heat * weight, 0, 255).astype(np.uint8)
 
 
 def put_status(image_bgr: np.ndarray, text: str) -> np.ndarray:

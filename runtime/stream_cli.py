@@ -149,6 +149,12 @@ def run(args: argparse.Namespace) -> int:
     validate(args)
     opts = output_options(args)
     check_outputs(opts)
+    if args.checkpoint is None and args.bundle is None:
+        from esan.runtime.demo import DEMO_CHECKPOINT
+
+        args.checkpoint = str(DEMO_CHECKPOINT)
+        _log(f"no --checkpoint/--bundle given: using the bundled tiny demo model {DEMO_CHECKPOINT.name} "
+             "(trained on synthetic data; pass your own checkpoint for real use)")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist; check the path")
     source = open_source(args.camera, args.source, queue_size=args.queue_size, realtime=args.realtime)
