@@ -33,6 +33,9 @@ class _TrtRunner:
         import tensorrt as trt
         import torch
 
+        from esan.runtime.bundle import check_compatible
+
+        check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__))  # one clear line if stale
         self.trt, self.torch, self.bundle = trt, torch, bundle
         self.logger = trt.Logger(trt.Logger.WARNING)
         if bundle.dcn == "plugin":
@@ -45,6 +48,8 @@ class _TrtRunner:
     def __call__(self, name: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         trt, torch = self.trt, self.torch
         engine = self.runtime.deserialize_cuda_engine(self.bundle.engine_path(name).read_bytes())
+        if engine is None:
+            raise UserError(f"TensorRT could not load {self.bundle.engine_path(name)}; rebuild with export/to_trt.py")
         ctx = engine.create_execution_context()
         bufs, outs = {}, []
         for i in range(engine.num_io_tensors):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +11,9 @@ import onnx
 from esan.runtime import plugin_spec as ps
 from esan.runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
 from esan.runtime.fsutil import atomic_write_text
+from esan.runtime.version import package_version, utc_now
 
 _ONNX_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("esan-rt")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def tensor_specs(values) -> list[dict[str, Any]]:
@@ -71,7 +61,7 @@ def build_manifest(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": package_version(),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "created_at": utc_now("microseconds"),
         "config": config,
         "input_size": [h, w],
         "output_size": [h // 2, w // 2],
@@ -107,14 +97,6 @@ def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> Path:
     """Write ``manifest.json`` atomically (the bundle's commit point)."""
     path = Path(bundle_dir) / MANIFEST
     atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return make_readable(path)
-
-
-def make_readable(path: Path) -> Path:
-    """Give an atomically written file (0600 temp) the usual umask permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
     return path
 
 

@@ -63,7 +63,7 @@ def _plugin_library(arg: Path | None) -> Path:
 
 def build_engines(out: Path, args: argparse.Namespace, trt, gpu: tuple[str, str]) -> None:
     """Build and record one engine per graph; the manifest is rewritten only after all succeeded."""
-    from esan.export.manifest_writer import make_readable, read_manifest, write_manifest
+    from esan.export.manifest_writer import read_manifest, write_manifest
     from esan.export.trt_build import EngineBuilder
     from esan.runtime.bundle import GRAPH_NAMES, sha256_file
     from esan.runtime.fsutil import atomic_path
@@ -80,7 +80,6 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: tuple[str, str]
         plan = builder.build(out / manifest["graphs"][name]["file"])
         with atomic_path(out / f"{name}.plan") as tmp:
             tmp.write_bytes(plan)
-        make_readable(out / f"{name}.plan")
         files[name] = {"file": f"{name}.plan", "sha256": sha256_file(out / f"{name}.plan")}
         print(f"[{i}/{len(GRAPH_NAMES)}] {name}: engine {len(plan) / 1e6:.1f} MB ({time.perf_counter() - t0:.1f} s)")
     builder.save_timing_cache()

@@ -8,11 +8,11 @@ reader never sees half a bundle and an interrupted export leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
+from esan.runtime.bundle import load_bundle, sha256_file
 from esan.runtime.errors import UserError
 
 ENV_VAR = "ESAN_CACHE_DIR"
@@ -24,28 +24,16 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "esan-rt" / "bundles"
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def bundle_key(checkpoint: str | os.PathLike, lookahead: int, precision: str = "fp32", dcn: str = "standard") -> str:
-    return f"{file_sha256(checkpoint)[:16]}-L{int(lookahead)}-{precision}-{dcn}"
+    return f"{sha256_file(checkpoint)[:16]}-L{int(lookahead)}-{precision}-{dcn}"
 
 
 def _valid_bundle(path: Path) -> bool:
     if not (path / "manifest.json").is_file():
         return False
     try:
-        from esan.runtime.bundle import load_bundle
-
         load_bundle(path, verify_hashes=False)  # the backend verifies hashes when it loads
-    except ImportError:
-        return True
-    except Exception:  # a damaged cache entry is rebuilt
+    except UserError:  # a damaged cache entry is rebuilt
         return False
     return True
 

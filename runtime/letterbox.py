@@ -25,8 +25,14 @@ class Box:
     width: int
 
     def scaled(self, factor: float) -> Box:
-        """The same box on a canvas ``factor`` times the size (e.g. 0.5 for model outputs)."""
-        return Box(*(round(v * factor) for v in (self.top, self.left, self.height, self.width)))
+        """The same box on a canvas ``factor`` times the size (e.g. 0.5 for model outputs).
+
+        Edges are scaled and rounded, then the size derived from them, so the box never grows or
+        shrinks by a pixel relative to where its edges land.
+        """
+        top, left = round(self.top * factor), round(self.left * factor)
+        bottom, right = round((self.top + self.height) * factor), round((self.left + self.width) * factor)
+        return Box(top, left, max(1, bottom - top), max(1, right - left))
 
 
 def fit_box(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Box:

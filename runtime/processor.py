@@ -134,6 +134,7 @@ class StreamProcessor:
         self._xb: dict[int, Array] = {}
         self._hf: dict[int, Array] = {}
         self._state = self.backend.zero_state()
+        self._geometry_cache: dict[Box, tuple[np.ndarray, Box]] = {}
 
     def push(self, frame: np.ndarray, payload: Any = None) -> list[StreamResult]:
         """Add RGB ``uint8 [h, w, 3]`` frame; returns the maps that became ready (0 or 1, C at once if chunked)."""
@@ -144,14 +145,22 @@ class StreamProcessor:
         size = self.input_size
         with timer.stage("preprocess"):
             canvas, box = letterbox(frame, size)
-            valid = valid_mask(box, size)
+            valid, out_box = self._geometry(box)
         with timer.stage("encode"):
             entry = self.backend.encode(canvas[None], valid[None])
-        out_box = box.scaled(self.output_size[0] / size[0])
         self._entries[self._n] = entry
         self._frames[self._n] = _Frame(out_box, (int(frame.shape[0]), int(frame.shape[1])), payload)
         self._n += 1
         return self._advance(timer, final=False)
+
+    def _geometry(self, box: Box) -> tuple[np.ndarray, Box]:
+        """Valid mask and output-canvas box of a letterbox box (cached: a stream rarely changes size)."""
+        if box not in self._geometry_cache:
+            if len(self._geometry_cache) >= 16:  # sizes keep changing: do not grow without bound
+                self._geometry_cache.clear()
+            size = self.input_size
+            self._geometry_cache[box] = (valid_mask(box, size), box.scaled(self.output_size[0] / size[0]))
+        return self._geometry_cache[box]
 
     def finish(self) -> list[StreamResult]:
         """End of clip: flush every remaining map (clamped neighbours), then reset for a new stream."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 from dataclasses import dataclass, field
@@ -11,17 +10,9 @@ from typing import Any
 import numpy as np
 
 from esan.runtime.fsutil import atomic_write_text
+from esan.runtime.version import package_version, utc_now
 
 PERCENTILES = (50, 95, 99)
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("esan-rt")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
@@ -86,7 +77,7 @@ def build_report(log: LatencyLog, summary: dict[str, Any], meta: dict[str, Any])
     return {
         "format": "esan-rt-stream-report",
         "format_version": 1,
-        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
         "package_version": package_version(),
         **{k: meta.get(k) for k in ("source", "source_kind", "backend", "precision", "device")},
         **{k: meta.get(k) for k in ("lookahead", "backward_chunk", "radius", "source_fps", "realtime")},

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from esan.runtime.errors import UserError
+from esan.runtime.framefiles import list_frames
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_FPS = 25.0
 CAMERA_TIMEOUT_S = 5.0
@@ -320,15 +320,10 @@ def open_video(path: str | os.PathLike, *, queue_size: int = 4, realtime: bool =
     )
 
 
-def list_frames(folder: str | os.PathLike) -> list[Path]:
-    """Image files of ``folder`` (png/jpg/bmp), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def open_folder(
     folder: str | os.PathLike, *, queue_size: int = 4, realtime: bool = False, fps: float = DEFAULT_FPS
 ) -> FrameSource:
-    """A folder of frames sorted by name; a frame that cannot be decoded ends the stream with an error."""
+    """A folder of frames in natural name order; a frame that cannot be decoded ends the stream with an error."""
     files = list_frames(folder)
     if not files:
         raise UserError(f"folder {folder} holds no frames (.png, .jpg, .jpeg or .bmp)")

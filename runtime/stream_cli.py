@@ -47,11 +47,11 @@ def resolve_bundle(
     return path
 
 
-def check_bundle(path: Path, backend: str, lookahead: int, precision: str | None) -> str:
-    """Refuse a bundle that does not fit the backend / precision / installed TensorRT (says how to fix it).
+def check_bundle(path: Path, backend: str, lookahead: int) -> Any:
+    """Load the bundle once and refuse one that does not fit the backend (says how to fix it).
 
-    Returns the bundle's precision. A lookahead other than the bundle's is exact too (the backward
-    cell then runs step by step), so it only gets a note.
+    Precision and TensorRT version are checked by ``open_backend``. A lookahead other than the
+    bundle's is exact too (the backward cell then runs step by step), so it only gets a note.
     """
     from esan.runtime.bundle import check_compatible, load_bundle, rebuild_command
 
@@ -59,20 +59,14 @@ def check_bundle(path: Path, backend: str, lookahead: int, precision: str | None
     use_window = check_compatible(bundle, backend, lookahead)
     if backend == "trt":
         try:
-            import tensorrt
+            import tensorrt  # noqa: F401
         except ImportError:
             raise UserError("--backend trt needs TensorRT (pip install 'esan-rt[trt]'); or use --backend ort") from None
-        check_compatible(bundle, backend, lookahead, tensorrt_version=str(tensorrt.__version__))
-    if precision is not None and precision != bundle.precision:
-        raise UserError(
-            f"bundle {path} is {bundle.precision} but --precision {precision} was asked; pass --precision "
-            f"{bundle.precision} or export another with {rebuild_command(bundle, lookahead, precision=precision)}"
-        )
     if not use_window:
         _log(f"note: bundle {path} was built for lookahead {bundle.lookahead}; lookahead {lookahead} runs "
              f"the backward cell step by step (same maps, slower); for speed re-export with "
              f"{rebuild_command(bundle, lookahead)}")
-    return bundle.precision
+    return bundle
 
 
 def open_processor(
@@ -93,12 +87,12 @@ def open_processor(
     bundle_dir = resolve_bundle(backend, checkpoint=checkpoint, bundle=bundle, lookahead=lookahead,
                                 precision=precision or "fp32")
     if bundle_dir is not None:
-        precision = check_bundle(bundle_dir, backend, lookahead, precision)
+        bundle_dir = check_bundle(bundle_dir, backend, lookahead)
     from esan.runtime.backends import open_backend
     from esan.runtime.processor import StreamProcessor
 
     be = open_backend(backend, bundle_dir=bundle_dir, checkpoint=None if bundle_dir else checkpoint,
-                      device=device, lookahead=lookahead, precision=precision or "fp32")
+                      device=device, lookahead=lookahead, precision=precision)
     try:
         return StreamProcessor(be, lookahead, backward_chunk)
     except ValueError as exc:

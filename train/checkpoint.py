@@ -5,7 +5,6 @@ Files are read with ``torch.load(weights_only=True)``: no pickled code is ever e
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 
 from esan.runtime.fsutil import atomic_path
+from esan.runtime.version import package_version, utc_now
 from esan.train.config import ESANConfig
 from esan.train.errors import UserError
 from esan.train.model import ESAN
@@ -21,18 +21,9 @@ FORMAT = "esan-rt-checkpoint"
 FORMAT_VERSION = 1
 
 
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("esan-rt")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 def save(path: str | os.PathLike, model: ESAN, **meta: Any) -> Path:
     """Write ``model`` (config + state dict) and ``meta`` to ``path`` atomically."""
-    meta = {"package_version": package_version(), "created_at": _dt.datetime.now(_dt.UTC).isoformat(), **meta}
+    meta = {"package_version": package_version(), "created_at": utc_now("microseconds"), **meta}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -8,7 +8,6 @@ their stems (``img2`` before ``img10``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from esan.runtime.framefiles import IMAGE_EXTS, natural_key
 from esan.runtime.letterbox import Box, letterbox_map, normalize
 from esan.runtime.letterbox import letterbox as letterbox_frame
 from esan.train.errors import UserError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 SETTINGS: dict[str, tuple[str, ...]] = {
     "i": ("DHF1K",),
     "ii": ("Hollywood-2",),
@@ -40,10 +39,6 @@ def datasets_of(setting: str) -> tuple[str, ...]:
     if setting not in SETTINGS:
         raise UserError(f"unknown setting {setting!r}; choose one of {', '.join(SETTINGS)}")
     return SETTINGS[setting]
-
-
-def natural_key(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def _by_stem(folder: Path, exts: Sequence[str]) -> dict[str, Path]:

@@ -97,8 +97,12 @@ class ESAN(nn.Module):
         return z, z.clone()
 
     def decode(self, hf: Tensor, hb: Tensor) -> Tensor:
-        """Saliency map ``[B, 1, H/2, W/2]`` in (0, 1) from both hidden states."""
-        y = self.final_conv[0](hf + hb)
+        """Saliency map ``[B, 1, H/2, W/2]`` in (0, 1) from both hidden states.
+
+        Runs in the decoder's own dtype, so an fp16 model with an fp32 decoder decodes in fp32.
+        """
+        dtype = self.final_conv[0].weight.dtype
+        y = self.final_conv[0](hf.to(dtype) + hb.to(dtype))
         return torch.sigmoid(F.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False))
 
     # -- whole clips -----------------------------------------------------------------------------

@@ -157,14 +157,14 @@ def resolve_device(name: str | None) -> torch.device:
 
 def read_source(source: str | Path, input_hw: tuple[int, int]) -> tuple[FrameStore, list[str]]:
     """Frames of a video file or a folder of images (natural order) and the output file names."""
-    from esan.train.data import IMAGE_EXTS, natural_key, read_frame
+    from esan.runtime.framefiles import IMAGE_EXTS, list_frames
+    from esan.train.data import read_frame
     from esan.train.errors import UserError
 
     src = Path(source)
     store = FrameStore(input_hw)
     if src.is_dir():
-        files = sorted((p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
-                       key=lambda p: natural_key(p.stem))
+        files = list_frames(src)
         if not files:
             raise UserError(f"{src} holds no images ({', '.join(IMAGE_EXTS)})")
         for p in files:

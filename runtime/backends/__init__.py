@@ -12,9 +12,14 @@ Backend modules are imported lazily, so importing this package needs neither tor
 from __future__ import annotations
 
 import os
+import re
+from typing import TYPE_CHECKING
 
 from esan.runtime.backends.base import Backend, BackendConfig
 from esan.runtime.errors import UserError
+
+if TYPE_CHECKING:
+    from esan.runtime.bundle import Bundle
 
 __all__ = ["KINDS", "Backend", "BackendConfig", "open_backend"]
 
@@ -26,7 +31,7 @@ _TORCH_HINT = "pip install 'esan-rt[train]' (or pip install torch torchvision)"
 def open_backend(
     kind: str,
     *,
-    bundle_dir: str | os.PathLike | None = None,
+    bundle_dir: str | os.PathLike | Bundle | None = None,
     checkpoint: str | os.PathLike | None = None,
     device: str = "cpu",
     lookahead: int | None = None,
@@ -44,6 +49,8 @@ def open_backend(
     on the GPU. ``threads``: CPU intra-op threads (None: the library's default).
     """
     k = _ALIASES.get(kind.lower(), kind.lower())
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|tensorrt", device):
+        raise UserError(f"unknown device {device!r}; use cpu, cuda (or cuda:N) or tensorrt (ONNX Runtime's TRT EP)")
     if k not in KINDS:
         raise UserError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
     if lookahead is not None and (isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0):
@@ -60,9 +67,9 @@ def open_backend(
     if bundle_dir is None:
         hint = "export one with `python export/to_onnx.py CKPT --out DIR --lookahead L`"
         raise UserError(f"the {k} backend needs a bundle directory (--bundle DIR); {hint}")
-    from esan.runtime.bundle import load_bundle, rebuild_command
+    from esan.runtime.bundle import Bundle, load_bundle, rebuild_command
 
-    bundle = load_bundle(bundle_dir)
+    bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
     if precision and precision != bundle.precision:
         raise UserError(
             f"bundle {bundle.root} is {bundle.precision}, {precision} was requested: pass --precision "

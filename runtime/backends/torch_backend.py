@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from esan.runtime.backends.base import (
     REFERENCE_INPUTS,
@@ -60,7 +59,8 @@ class TorchBackend(Backend):
             torch.set_num_threads(threads)
         self.dtype = PRECISIONS[precision]
         self.torch_device = torch.device(device)
-        self.model = model.eval().to(self.torch_device, self.dtype)
+        self.model = model.eval().to(self.torch_device, self.dtype)  # takes ownership: converts `model` in place
+        self.model.final_conv.float()  # the decoder (and its sigmoid) stays fp32
         cfg = model.cfg
         super().__init__(
             BackendConfig(
@@ -120,14 +120,7 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def decode(self, hf: Array, hb: Array) -> np.ndarray:
-        out = self.model.decode(hf, hb) if self.dtype == torch.float32 else self._decode32(hf, hb)
-        return out[0, 0].float().cpu().numpy()
-
-    def _decode32(self, hf: Array, hb: Array) -> Array:
-        conv = self.model.final_conv[0]
-        y = F.conv2d(hf.float() + hb.float(), conv.weight.float(), conv.bias.float(), padding=conv.padding)
-        y = F.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False)
-        return torch.sigmoid(y)
+        return self.model.decode(hf, hb)[0, 0].float().cpu().numpy()
 
     def close(self) -> None:
         self.model = None

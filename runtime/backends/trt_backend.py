@@ -187,15 +187,19 @@ class TrtBackend(Backend):
         self.bundle, self.cuda, self.pool = bundle, cuda, _Pool(cuda)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g) for g in bundle.graphs}
-        # inputs the processor does not hold on the device: one persistent buffer each
-        self._staging = {
-            (g, n): self.pool.get(*desc)
-            for g, n in [("encoder", "frame"), ("encoder", "valid"), ("bwd_window", "xs")]
-            + [("aligner", w) for w in WINDOW_INPUTS]
-            for desc in [self.engines[g].inputs[n]]
-        }
-        self._map = self.pool.get(*self.engines["decoder"].outputs["map"])
+        try:
+            self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g) for g in bundle.graphs}
+            # inputs the processor does not hold on the device: one persistent buffer each
+            self._staging = {
+                (g, n): self.pool.get(*desc)
+                for g, n in [("encoder", "frame"), ("encoder", "valid"), ("bwd_window", "xs")]
+                + [("aligner", w) for w in WINDOW_INPUTS]
+                for desc in [self.engines[g].inputs[n]]
+            }
+            self._map = self.pool.get(*self.engines["decoder"].outputs["map"])
+        except BaseException:
+            self.close()  # a failed engine must not leak the stream and the buffers already taken
+            raise
         h_shape, _ = self.engines["cell_fwd"].inputs["h"]
         super().__init__(
             BackendConfig(

@@ -1,0 +1,20 @@
+"""Folders of frames: which files count as images and their order (natural: 2.png before 10.png)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders embedded numbers by value: ``frame2 < frame10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def list_frames(folder: str | os.PathLike) -> list[Path]:
+    """Image files of ``folder`` in natural order of their names."""
+    files = (p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(files, key=lambda p: natural_key(p.name))
