@@ -1,0 +1,33 @@
+"""Options of ``esan-rt bench`` / ``benchmarks/latency.py`` (torch-free, shared by both entry points)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=("paper", "tiny"), default="paper",
+                   help="network size (default: paper); ignored with --checkpoint (its config is used)")
+    p.add_argument("--checkpoint", metavar="CKPT", help="esan-rt checkpoint (default: seeded random weights)")
+    p.add_argument("--backend", choices=("ort", "torch", "trt"), default="ort", help="default: ort")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--lookahead", type=int, default=8, metavar="L", help="default: 8")
+    p.add_argument("--backward-chunk", type=int, default=1, metavar="C",
+                   help="cached schedule only (approximation); the naive schedule is always exact (default: 1)")
+    p.add_argument("--frames", type=int, default=16, metavar="N",
+                   help="measured frames per schedule, rounded up to a multiple of C (default: 16)")
+    p.add_argument("--warmup", type=int, default=2, metavar="W",
+                   help="unmeasured frames after the pipeline is full (default: 2); the L+T fill frames are "
+                        "always unmeasured too")
+    p.add_argument("--out", default="./esan-bench", metavar="DIR", help="output folder (default: ./esan-bench)")
+    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads (default: the library's)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="torch + cuda: capture the cached per-frame step as a CUDA graph")
+    p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format (cached)")
+    p.add_argument("--naive-fast-paths", action="store_true",
+                   help="torch: give the naive schedule the same --cuda-graph/--channels-last fast paths")
+    p.add_argument("--bundle-cache", metavar="DIR",
+                   help="where the ort/trt benchmark exports (and reuses) its graphs (default: OUT/bundles)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and frames (default: 0)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

@@ -1,0 +1,67 @@
+"""The naive schedule (authors' recompute-everything order) gives the cached schedule's maps (tiny)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import BUNDLE_LOOKAHEAD, make_clip, reference_maps
+
+pytest.importorskip("torch")
+
+
+def stream(processor, frames) -> np.ndarray:
+    out = []
+    for f in frames:
+        out += processor.push(f)
+    out += processor.finish()
+    assert [r.index for r in out] == list(range(len(frames)))
+    return np.stack([r.saliency for r in out])
+
+
+def naive_processor(engine, model, lookahead):
+    from esan.runtime.bench_naive import NaiveProcessor
+
+    cfg = model.cfg
+    return NaiveProcessor(engine, cfg.radius, lookahead, cfg.input_size, cfg.output_size)
+
+
+@pytest.mark.parametrize(("n", "lookahead"), [(7, 0), (7, 2), (3, 8)])
+def test_torch_naive_equals_cached_and_reference(tiny_model, n, lookahead):
+    from esan.runtime.backends.torch_backend import TorchBackend
+    from esan.runtime.bench_naive import TorchNaiveEngine
+    from esan.runtime.processor import StreamProcessor
+
+    frames = make_clip(n, seed=n + lookahead)
+    naive = stream(naive_processor(TorchNaiveEngine(tiny_model), tiny_model, lookahead), frames)
+    cached = stream(StreamProcessor(TorchBackend(model=tiny_model), lookahead), frames)
+    assert np.abs(naive - cached).max() <= 1e-4
+    assert np.abs(naive - reference_maps(tiny_model, frames, lookahead)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("cls_name", ["CachedStepper", "NaiveStepper"])
+def test_fast_path_steppers_eager_on_cpu(tiny_model, cls_name):
+    """The static-ring steppers behind --cuda-graph / --channels-last (eager here) give the reference maps."""
+    from esan.runtime.backends import torch_cuda_graph
+
+    lookahead = 2
+    frames = make_clip(8, seed=5)
+    ref = reference_maps(tiny_model, frames, lookahead)
+    stepper = getattr(torch_cuda_graph, cls_name)(tiny_model, lookahead, "cpu", "fp32", channels_last=True)
+    got = [m for f in frames for m in stepper.push(f)]
+    assert len(got) == len(frames) - lookahead - tiny_model.cfg.radius
+    assert np.abs(np.stack(got) - ref[: len(got)]).max() <= 1e-4
+
+
+def test_ort_naive_graphs_equal_cached_bundle(tiny_model, tiny_bundle, tmp_path):
+    from esan.runtime.backends.ort_backend import OrtBackend
+    from esan.runtime.bench_naive_onnx import OrtNaiveEngine, export_naive_graphs, read_naive_manifest
+    from esan.runtime.processor import StreamProcessor
+
+    naive_dir = export_naive_graphs(tiny_model, tmp_path / "naive", progress=lambda m: None)
+    assert read_naive_manifest(naive_dir)["graphs"]["naive_aligner"] == "naive_aligner.onnx"
+    frames = make_clip(6, seed=3)
+    L = BUNDLE_LOOKAHEAD
+    naive = stream(naive_processor(OrtNaiveEngine(naive_dir, threads=1), tiny_model, L), frames)
+    cached = stream(StreamProcessor(OrtBackend(tiny_bundle, threads=1), L), frames)
+    assert np.abs(naive - cached).max() <= 1e-4
+    assert np.abs(naive - reference_maps(tiny_model, frames, L)).max() <= 1e-4
