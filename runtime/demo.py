@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 
 from esan.runtime.errors import UserError
-from esan.runtime.fsutil import check_writable_dir
+from esan.runtime.fsutil import atomic_path, check_writable_dir
 from esan.runtime.outputs import OutputOptions, check_outputs
+from esan.runtime.overlay import put_status
 from esan.runtime.sources import open_source
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo_tiny.pt"
@@ -58,6 +59,35 @@ def make_sample_clip(path: Path, frames: int, hw: tuple[int, int] = SAMPLE_HW, f
     finally:
         writer.release()
     return path
+
+
+def write_preview(video: Path, out_png: Path, tiles: int = 4) -> Path | None:
+    """A 2x2 contact sheet of evenly spaced overlay frames, for a look without a video player."""
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        return None
+    picks = np.linspace(0, len(frames) - 1, tiles).round().astype(int)
+    labelled = []
+    for i in picks:
+        tile = frames[i].copy()
+        put_status(tile, f"frame {i}")
+        labelled.append(tile)
+    half = (tiles + 1) // 2
+    blank = [np.zeros_like(labelled[0])] * (2 * half - tiles)
+    rows = [np.hstack(labelled[:half]), np.hstack(labelled[half:] + blank)]
+    ok, png = cv2.imencode(".png", np.vstack(rows))
+    if not ok:
+        return None
+    with atomic_path(out_png) as tmp:
+        tmp.write_bytes(png.tobytes())
+    return out_png
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"esan-rt demo: {checkpoint.name} on ONNX Runtime CPU, lookahead {args.lookahead}")
     for line in summary.lines():
         print(f"  {line}")
+    preview = write_preview(opts.video, out / "preview.png") if opts.video.is_file() else None
     print(f"  overlay video: {opts.video}")
+    if preview is not None:
+        print(f"  preview:       {preview} (4 overlay frames)")
     print(f"  maps:          {opts.maps}/ ({summary.frames} png)")
     print(f"  report:        {opts.report}")
     if opts.plot.is_file():

@@ -47,6 +47,8 @@ def test_demo_writes_everything(tmp_path: Path, tiny_checkpoint: Path, capsys: p
     assert {"encode", "align", "decode"} <= set(report["latency_ms"]["stages"])
     assert report["fps"] > 0
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    preview = cv2.imread(str(out / "preview.png"))  # 2x2 contact sheet of overlay frames
+    assert preview.shape == (2 * demo.SAMPLE_HW[0], 2 * demo.SAMPLE_HW[1], 3)
 
 
 def test_demo_without_shipped_checkpoint_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
