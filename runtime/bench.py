@@ -6,9 +6,12 @@ so load changes on a shared machine hit both alike. The pipeline fill (``L+T(+C-
 produce no map yet) and ``--warmup`` further frames are pushed but not measured. One sample is the
 mean ms/frame of one block (with ``C = 1``: one push = one map). ``speedup`` = naive p50 / cached p50.
 
-The naive schedule is ``esan.runtime.bench_naive`` (always exact, ``C = 1``); the cached one is
-``esan.runtime.processor.StreamProcessor`` on a torch / ONNX Runtime / TensorRT backend, or the
-CUDA-graph stepper of ``esan.runtime.backends.torch_cuda_graph``. FLOPs: ``esan.runtime.bench_flops``.
+Both schedules run on ``esan.runtime.processor.StreamProcessor``: the naive one on a
+``esan.runtime.bench_naive.NaiveBackend`` (always exact, ``C = 1``), the cached one on a torch /
+ONNX Runtime / TensorRT backend; or both on the static-ring steppers of
+``esan.runtime.backends.torch_cuda_graph``. Stage times are the wall times of the backend calls (the
+naive engine's calls: its ``2T+1`` re-encodes per frame count as ``encode``). FLOPs:
+``esan.runtime.bench_flops``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ import numpy as np
 
 from esan.runtime import bench_report
 from esan.runtime.errors import UserError
+from esan.runtime.fsutil import atomic_write_text
 
 STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward", "decode": "decode"}
 
 
 class StageClock:
-    """Proxy of a backend / naive engine that adds the wall time of each call to its stage."""
+    """Proxy of a backend / naive engine that adds the wall time of each call to its stage.
+
+    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` are timed; every other
+    attribute (``config``, ``zero_state``, ``close``, ...) passes through.
+    """
 
     def __init__(self, target: Any, sync: Any = None) -> None:
         self._target, self._sync = target, sync
@@ -55,7 +63,10 @@ class StageClock:
 
 
 class Runner:
-    """One schedule: ``push(frame)`` and the stage times of the pushes so far (``clock.ms``)."""
+    """One schedule: ``push(frame)``, the stage times of the pushes so far (``clock.ms``) and ``close``.
+
+    ``processor`` is a ``StreamProcessor`` (``clock`` is then its backend) or a stepper (no stages).
+    """
 
     def __init__(self, name: str, processor: Any, clock: StageClock | None, sync: Any, detail: str) -> None:
         self.name, self.processor, self.clock, self.sync, self.detail = name, processor, clock, sync, detail
@@ -68,6 +79,27 @@ class Runner:
         if self.sync is not None:
             self.sync()
         return (time.perf_counter() - t0) * 1e3, len(out)
+
+    def close(self) -> None:
+        """Close the backend (or stepper) behind this schedule."""
+        getattr(self.processor, "backend", self.processor).close()
+
+
+def _stream_runner(name: str, backend: Any, lookahead: int, chunk: int, sync: Any, detail: str) -> Runner:
+    """``StreamProcessor`` on ``backend``, every backend call timed by a ``StageClock``."""
+    from esan.runtime.processor import StreamProcessor
+
+    clock = StageClock(backend, sync)
+    return Runner(name, StreamProcessor(clock, lookahead, chunk), clock, sync, detail)
+
+
+def _naive_runner(engine: Any, cfg: Any, lookahead: int, sync: Any, detail: str) -> Runner:
+    """The naive schedule: ``StreamProcessor`` (C = 1) on a ``NaiveBackend`` whose engine calls are timed."""
+    from esan.runtime.bench_naive import NaiveBackend
+    from esan.runtime.processor import StreamProcessor
+
+    clock = StageClock(engine, sync)
+    return Runner("naive", StreamProcessor(NaiveBackend(clock, cfg), lookahead, 1), clock, sync, detail)
 
 
 def random_model(preset: str, seed: int) -> Any:
@@ -116,7 +148,7 @@ def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[
                   progress=lambda m: print(f"  {m}", flush=True))  # fmt: skip
     export_naive_graphs(model, naive, args.precision, source_sha256=key["source"],
                         progress=lambda m: print(f"  {m}", flush=True))  # fmt: skip
-    marker.write_text(json.dumps(key))
+    atomic_write_text(marker, json.dumps(key))
     print(f"bench: export done in {time.perf_counter() - t0:.0f} s", flush=True)
     return bundle, naive
 
@@ -130,40 +162,39 @@ def _torch_sync(device: str) -> Any:
 
 
 def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
-    """The naive and the cached runner for ``args`` (see the module docstring)."""
-    from esan.runtime.bench_naive import NaiveProcessor, TorchNaiveEngine
-    from esan.runtime.processor import StreamProcessor
+    """The naive and the cached runner for ``args`` (see the module docstring).
 
+    torch: every runner gets its own copy of ``model`` (the backends and steppers convert the model
+    they are given in place); ``model`` itself is left as it is.
+    """
     cfg, L, C = model.cfg, args.lookahead, args.backward_chunk
-    sizes = (cfg.radius, L, cfg.input_size, cfg.output_size)
     if args.backend == "torch":
         import torch
 
         from esan.runtime.backends.torch_backend import TorchBackend
+        from esan.runtime.bench_naive import TorchNaiveEngine
 
         if args.threads:
             torch.set_num_threads(args.threads)
         sync = _torch_sync(args.device)
         fast = args.cuda_graph or args.channels_last
+        fast_opts = {"channels_last": args.channels_last, "cuda_graph": args.cuda_graph}
         if fast:
             from esan.runtime.backends.torch_cuda_graph import CachedStepper
 
-            stepper = CachedStepper(copy.deepcopy(model), L, args.device, args.precision,
-                                    channels_last=args.channels_last, cuda_graph=args.cuda_graph)  # fmt: skip
+            stepper = CachedStepper(copy.deepcopy(model), L, args.device, args.precision, **fast_opts)
             cached = Runner("cached", stepper, None, sync, f"torch fast path ({stepper.describe()})")
         else:
             backend = TorchBackend(model=copy.deepcopy(model), device=args.device, precision=args.precision)
-            clock = StageClock(backend, sync)
-            cached = Runner("cached", StreamProcessor(clock, L, C), clock, sync, "torch StreamProcessor (eager)")
+            cached = _stream_runner("cached", backend, L, C, sync, "torch StreamProcessor (eager)")
         if args.naive_fast_paths and fast:
             from esan.runtime.backends.torch_cuda_graph import NaiveStepper
 
-            stepper = NaiveStepper(copy.deepcopy(model), L, args.device, args.precision,
-                                   channels_last=args.channels_last, cuda_graph=args.cuda_graph)  # fmt: skip
+            stepper = NaiveStepper(copy.deepcopy(model), L, args.device, args.precision, **fast_opts)
             naive = Runner("naive", stepper, None, sync, f"torch naive fast path ({stepper.describe()})")
         else:
-            clock_n = StageClock(TorchNaiveEngine(copy.deepcopy(model), args.device, args.precision), sync)
-            naive = Runner("naive", NaiveProcessor(clock_n, *sizes), clock_n, sync, "torch NaiveProcessor (eager)")
+            engine = TorchNaiveEngine(copy.deepcopy(model), args.device, args.precision)
+            naive = _naive_runner(engine, cfg, L, sync, "torch StreamProcessor on NaiveBackend (eager)")
         return {"naive": naive, "cached": cached}
     from esan.runtime.bench_naive_onnx import OrtNaiveEngine
 
@@ -183,10 +214,13 @@ def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
         if rc != 0:
             raise UserError(f"building the TensorRT engines for {bundle} failed (to_trt.py exit code {rc})")
         backend, naive_dev = TrtBackend(bundle, device="cuda", lookahead=L), "tensorrt"
-    clock = StageClock(backend)
-    cached = Runner("cached", StreamProcessor(clock, L, C), clock, None, f"{args.backend} StreamProcessor ({bundle})")
-    clock_n = StageClock(OrtNaiveEngine(naive_dir, naive_dev, args.threads))
-    naive = Runner("naive", NaiveProcessor(clock_n, *sizes), clock_n, None, f"ort NaiveProcessor ({naive_dir})")
+    cached = _stream_runner("cached", backend, L, C, None, f"{args.backend} StreamProcessor ({bundle})")
+    try:
+        engine = OrtNaiveEngine(naive_dir, naive_dev, args.threads)
+    except BaseException:
+        cached.close()
+        raise
+    naive = _naive_runner(engine, cfg, L, None, f"ort StreamProcessor on NaiveBackend ({naive_dir})")
     return {"naive": naive, "cached": cached}
 
 
@@ -271,17 +305,21 @@ def run(args: argparse.Namespace) -> int:
         model, preset = random_model(args.preset, args.seed), args.preset
     cfg = model.cfg
     runners = build_runners(args, model)
-    rss_setup = bench_report.current_rss_mb()
-    for r in runners.values():
-        r.log["rss_after_setup_mb"] = rss_setup
-    delay = L + cfg.radius + C - 1
-    fill = delay + args.warmup
-    fill += (-(fill - delay)) % C  # measured blocks line up with chunk emissions
-    measured = -(-args.frames // C) * C
-    frames = synthetic_frames(fill + measured, tuple(cfg.input_size), args.seed)
-    print(f"bench: {preset} {args.backend}/{args.device}/{args.precision} L={L} C={C}: {fill} unmeasured + "
-          f"{measured} measured frames per schedule", flush=True)  # fmt: skip
-    measure(args, runners, frames, fill)
+    try:
+        rss_setup = bench_report.current_rss_mb()
+        for r in runners.values():
+            r.log["rss_after_setup_mb"] = rss_setup
+        delay = L + cfg.radius + C - 1
+        fill = delay + args.warmup
+        fill += (-(fill - delay)) % C  # measured blocks line up with chunk emissions
+        measured = -(-args.frames // C) * C
+        frames = synthetic_frames(fill + measured, tuple(cfg.input_size), args.seed)
+        print(f"bench: {preset} {args.backend}/{args.device}/{args.precision} L={L} C={C}: {fill} unmeasured + "
+              f"{measured} measured frames per schedule", flush=True)  # fmt: skip
+        measure(args, runners, frames, fill)
+    finally:
+        for r in runners.values():
+            r.close()
     from esan.runtime.bench_flops import schedule_gflops
 
     gflops = schedule_gflops(cfg, L, C)

@@ -21,19 +21,16 @@ DEFAULT_CHUNKS = (1, 4, 8)
 
 def load_clips(data: str | None, clips: int, frames: int, seed: int) -> list[list[np.ndarray]]:
     """RGB uint8 clips: the first ``clips`` videos (``frames`` each) under ``data``, else generated ones."""
-    import cv2
-
     if data:
-        videos = sorted(p.parent for p in Path(data).glob("**/images/") if p.is_dir())
-        if not videos:
-            from esan.runtime.errors import UserError
+        from esan.runtime.errors import UserError
+        from esan.runtime.framefiles import list_frames, natural_key
+        from esan.train.data import read_frame  # RGB; UserError naming an unreadable file
 
+        folders = (p for p in Path(data).glob("**/images/") if p.is_dir())
+        videos = sorted((p.parent for p in folders), key=lambda v: natural_key(str(v)))
+        if not videos:
             raise UserError(f"no <video>/images/ folders under {data}; write one with `esan-train synth`")
-        out = []
-        for v in videos[:clips]:
-            files = sorted(f for f in (v / "images").iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
-            out.append([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files[:frames]])
-        return out
+        return [[read_frame(f) for f in list_frames(v / "images")[:frames]] for v in videos[:clips]]
     from esan.train.synth import make_video
 
     return [make_video(np.random.default_rng([seed, i]), frames, (120, 160))[0] for i in range(clips)]

@@ -6,9 +6,16 @@ with the *plain* concat convs, fused to ``A_t``, and the forward cell runs its p
 ``cat(A_t, h)``. Per output ``u`` (once ``A_{u+L}`` exists): the backward window is recomputed from
 zero, ``L+1`` plain-conv steps on ``cat(A_j, h)`` (the ``A_j`` are kept from earlier frames).
 
-Nothing is cached except raw frames, ``A_j`` and ``Hf_j``; results equal the cached schedule's
-(``esan.runtime.processor``) up to float rounding. The torch modules below are also what the ONNX
-"naive" graphs export (``esan.runtime.bench_naive_onnx``). torch is imported lazily.
+The schedule itself is ``esan.runtime.processor.StreamProcessor`` (``backward_chunk=1``) on a
+``NaiveBackend``: its ``encode`` only keeps the letterboxed frame, its ``align`` re-encodes the
+window and runs the naive aligner, returning ``(A_t, A_t)``, and it has no ``backward_window`` (so
+the processor runs ``L+1`` steps). A ``NaiveBackend`` drives a ``NaiveEngine`` (torch:
+``TorchNaiveEngine``; ONNX Runtime: ``esan.runtime.bench_naive_onnx.OrtNaiveEngine``), whose calls
+are the naive schedule's stages (``encode`` is one frame, run ``2T+1`` times per ``align``).
+
+Nothing is cached except raw frames, ``A_j`` and ``Hf_j``; results equal the cached schedule's up to
+float rounding. The torch modules below are also what the ONNX "naive" graphs export
+(``esan.runtime.bench_naive_onnx``). torch is imported lazily.
 """
 
 from __future__ import annotations
@@ -18,20 +25,31 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from esan.runtime.letterbox import letterbox, valid_mask
-from esan.runtime.processor import StreamResult, _Frame, _Timer
+from esan.runtime.backends.base import Array, Backend, BackendConfig, Entry, State, check_direction
 
 NAIVE_GRAPHS = ("naive_encoder", "naive_aligner", "naive_cell_fwd", "naive_cell_bwd", "decoder")
 
 
 class NaiveEngine(Protocol):
-    """What ``NaiveProcessor`` drives (torch: ``TorchNaiveEngine``; ORT: ``bench_naive_onnx.OrtNaiveEngine``)."""
+    """The naive stages (torch: ``TorchNaiveEngine``; ORT: ``bench_naive_onnx.OrtNaiveEngine``)."""
 
     def encode(self, frame: np.ndarray, valid: np.ndarray) -> Any: ...
     def align(self, window: Sequence[Any]) -> Any: ...
     def step(self, direction: str, x: Any, h: Any, c: Any) -> tuple[Any, Any]: ...
     def zero_state(self) -> tuple[Any, Any]: ...
     def decode(self, hf: Any, hb: Any) -> np.ndarray: ...
+
+
+def normalize_frames(frame: Any, valid: Any, mean: Any, std: Any) -> Any:
+    """In-graph normalisation: uint8 NHWC ``frame``/``valid`` -> float32 NCHW ``(x/255 - mean)/std * valid``.
+
+    ``mean``/``std``: float32 tensors ``[3]`` (exactly ``esan.runtime.letterbox.normalize``, padding
+    zeroed after normalisation). The result is an NCHW view of NHWC memory.
+    """
+    import torch
+
+    x = (frame.to(torch.float32) / 255.0 - mean) / std * valid.to(torch.float32)
+    return x.permute(0, 3, 1, 2)
 
 
 def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
@@ -41,6 +59,8 @@ def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
     import torch
     from torch import Tensor, nn
     from torch.nn import functional as F
+
+    from esan.export.graphs import DecoderGraph
 
     dt = {"fp32": torch.float32, "fp16": torch.float16}[precision]
     model32 = model.eval()
@@ -64,8 +84,7 @@ def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
             self.register_buffer("std", torch.tensor(m.cfg.std, dtype=torch.float32), persistent=False)
 
         def forward(self, frame: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            x = (frame.to(torch.float32) / 255.0 - self.mean) / self.std * valid.to(torch.float32)
-            p3, p4, p5 = self.model.backbone(x.permute(0, 3, 1, 2).to(dt))
+            p3, p4, p5 = self.model.backbone(normalize_frames(frame, valid, self.mean, self.std).to(dt))
             return self.model.L1_conv(p3), p4, p5
 
     class NaiveAligner(nn.Module):
@@ -107,28 +126,21 @@ def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
             h_new = torch.sigmoid(o) * torch.tanh(c_new)
             return h_new.to(dt), c_new
 
-    class Decoder(nn.Module):
-        """``(hf, hb) -> map [1,1,H/2,W/2]`` in fp32 (as the bundle's decoder)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model32
-
-        def forward(self, hf: Tensor, hb: Tensor) -> Tensor:
-            return self.model.decode(hf.to(torch.float32), hb.to(torch.float32))
-
     mods = {
         "naive_encoder": NaiveEncoder(),
         "naive_aligner": NaiveAligner(),
         "naive_cell_fwd": NaiveCell("fwd"),
         "naive_cell_bwd": NaiveCell("bwd"),
-        "decoder": Decoder(),
+        "decoder": DecoderGraph(model32),  # the bundle's decoder: ESAN.decode in fp32
     }
     return {k: v.eval() for k, v in mods.items()}
 
 
 class TorchNaiveEngine:
-    """The naive modules run eagerly with PyTorch (``inference_mode``); CPU or CUDA, fp32 or fp16."""
+    """The naive modules run eagerly with PyTorch (``inference_mode``); CPU or CUDA, fp32 or fp16.
+
+    Takes ownership of ``model`` (moved to ``device`` in place; the caller copies it if it needs it).
+    """
 
     def __init__(self, model: Any, device: str = "cpu", precision: str = "fp32", channels_last: bool = False) -> None:
         import torch
@@ -171,98 +183,55 @@ class TorchNaiveEngine:
         with self.torch.inference_mode():
             return self.mods["decoder"](hf, hb)[0, 0].float().cpu().numpy()
 
+    def close(self) -> None:
+        self.mods = {}
 
-class NaiveProcessor:
-    """Streams frames through a ``NaiveEngine`` with the naive schedule (module docstring).
 
-    Same interface and output timing as ``StreamProcessor`` with ``backward_chunk=1``: ``push``
-    returns the maps that became ready (output ``u`` once frame ``u+L+T`` arrived), ``finish``
-    flushes the tail with clamped neighbours. ``timings_ms`` use the same stage names.
+def naive_config(cfg: Any) -> BackendConfig:
+    """The ``BackendConfig`` of an ``ESANConfig`` (what ``StreamProcessor`` needs to know)."""
+    return BackendConfig(
+        input_size=tuple(cfg.input_size), output_size=tuple(cfg.output_size), radius=cfg.radius,
+        hidden=cfg.hidden, state_size=tuple(cfg.level_size(1)), mean=tuple(cfg.mean), std=tuple(cfg.std),
+    )  # fmt: skip
+
+
+class NaiveBackend(Backend):
+    """A ``NaiveEngine`` as a ``Backend``, so ``StreamProcessor(backend, L)`` runs the naive schedule.
+
+    ``encode`` keeps the letterboxed frame and mask (no compute); ``align`` re-encodes all ``2T+1``
+    window frames with the engine and runs the naive aligner, returning ``(A_t, A_t)`` (the plain
+    fused feature: the naive cells take ``A`` with their plain concat conv on ``cat(A, h)``);
+    ``backward_window`` is ``None``, so the processor runs ``L+1`` naive backward steps. The
+    processor's own ``timings_ms`` therefore count the re-encoding under ``align``; the engine's calls
+    are the naive stages (the benchmark times those).
     """
 
-    def __init__(
-        self, engine: NaiveEngine, radius: int, lookahead: int, input_size: tuple[int, int],
-        output_size: tuple[int, int],
-    ) -> None:  # fmt: skip
-        if lookahead < 0:
-            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
-        self.engine, self.radius, self.lookahead = engine, radius, lookahead
-        self.input_size, self.output_size = tuple(input_size), tuple(output_size)
-        self.reset()
+    name = "naive"
 
-    @property
-    def delay_frames(self) -> int:
-        return self.lookahead + self.radius
+    def __init__(self, engine: NaiveEngine, cfg: Any, *, device: str = "cpu", precision: str = "fp32") -> None:
+        super().__init__(naive_config(cfg), device=device, precision=precision)
+        self.engine = engine
 
-    def reset(self) -> None:
-        self._n = 0
-        self._aligned = 0
-        self._next_out = 0
-        self._raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._frames: dict[int, _Frame] = {}
-        self._a: dict[int, Any] = {}
-        self._hf: dict[int, Any] = {}
-        self._state = self.engine.zero_state()
+    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
+        return {"frame": frame, "valid": valid}
 
-    def push(self, frame: np.ndarray, payload: Any = None) -> list[StreamResult]:
-        """Add an RGB ``uint8 [h, w, 3]`` frame; returns the maps that became ready (0 or 1)."""
-        timer = _Timer()
-        with timer.stage("preprocess"):
-            canvas, box = letterbox(frame, self.input_size)
-            valid = valid_mask(box, self.input_size)
-        self._raw[self._n] = (canvas[None], valid[None])
-        out_box = box.scaled(self.output_size[0] / self.input_size[0])
-        self._frames[self._n] = _Frame(out_box, (int(frame.shape[0]), int(frame.shape[1])), payload)
-        self._n += 1
-        return self._advance(timer, final=False)
+    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
+        feats = [self.engine.encode(e["frame"], e["valid"]) for e in window]  # no cache: 2T+1 encodes
+        a = self.engine.align(feats)
+        return a, a
 
-    def finish(self) -> list[StreamResult]:
-        """End of clip: flush the remaining maps, then reset."""
-        if self._n == 0:
-            return []
-        out = self._advance(_Timer(), final=True)
-        self.reset()
-        return out
+    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
+        check_direction(direction)
+        return self.engine.step(direction, x, h, c)
 
-    def _advance(self, timer: _Timer, final: bool) -> list[StreamResult]:
-        last = self._n - 1
-        while self._aligned < self._n and (final or self._aligned + self.radius <= last):
-            self._align_next(timer, last)
-        ready: list[tuple[int, np.ndarray]] = []
-        while self._next_out < self._aligned:
-            u = self._next_out
-            end = min(u + self.lookahead, last) if final else u + self.lookahead
-            if end >= self._aligned:
-                break
-            ready.append((u, self._emit(timer, u, end)))
-        timings = timer.as_ms()
-        out = []
-        for u, sal in ready:
-            meta = self._frames.pop(u)
-            out.append(StreamResult(u, sal, meta.box, dict(timings), meta.payload, meta.source_hw))
-        return out
+    def zero_state(self) -> State:
+        return self.engine.zero_state()
 
-    def _align_next(self, timer: _Timer, last: int) -> None:
-        t = self._aligned
-        idx = [min(max(t + k, 0), last) for k in range(-self.radius, self.radius + 1)]
-        with timer.stage("encode"):  # no cache: every window encodes its 2T+1 frames again
-            feats = [self.engine.encode(*self._raw[i]) for i in idx]
-        with timer.stage("align"):
-            a = self.engine.align(feats)
-        with timer.stage("forward"):
-            self._state = self.engine.step("fwd", a, *self._state)
-        self._a[t], self._hf[t] = a, self._state[0]
-        self._aligned = t + 1
-        for i in [i for i in self._raw if i < self._aligned - self.radius]:
-            del self._raw[i]
+    def decode(self, hf: Array, hb: Array) -> np.ndarray:
+        return self.engine.decode(hf, hb)
 
-    def _emit(self, timer: _Timer, u: int, end: int) -> np.ndarray:
-        with timer.stage("backward"):  # from scratch: L+1 plain-conv steps
-            h, c = self.engine.zero_state()
-            for j in range(end, u - 1, -1):
-                h, c = self.engine.step("bwd", self._a[j], h, c)
-        with timer.stage("decode"):
-            sal = self.engine.decode(self._hf.pop(u), h)
-        del self._a[u]
-        self._next_out = u + 1
-        return sal
+    def close(self) -> None:
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+        super().close()

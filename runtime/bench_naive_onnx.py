@@ -2,7 +2,7 @@
 
 ``export_naive_graphs`` writes ``naive_encoder``, ``naive_aligner``, ``naive_cell_fwd``,
 ``naive_cell_bwd`` and ``decoder`` (modules of ``esan.runtime.bench_naive``) plus ``naive.json``
-into a directory; ``OrtNaiveEngine`` runs them for ``NaiveProcessor``. Benchmark use only: the
+into a directory; ``OrtNaiveEngine`` runs them behind ``bench_naive.NaiveBackend``. Benchmark use only: the
 graphs are not part of the runtime bundle contract.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from esan.runtime.bench_naive import NAIVE_GRAPHS
 from esan.runtime.errors import UserError
+from esan.runtime.fsutil import atomic_write_text
 
 NAIVE_MANIFEST = "naive.json"
 NAIVE_FORMAT = "esan-rt-naive-graphs"
@@ -81,7 +82,7 @@ def export_naive_graphs(
         "format": NAIVE_FORMAT, "config": model.cfg.to_dict(), "precision": precision, "dcn": dcn,
         "opset": opset, "graphs": files, "source_sha256": source_sha256,
     }  # fmt: skip
-    (out / NAIVE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out / NAIVE_MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return out
 
 
@@ -147,6 +148,9 @@ class OrtNaiveEngine:
 
     def decode(self, hf: np.ndarray, hb: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self._run("decoder", {"hf": hf, "hb": hb})[0][0, 0], dtype=np.float32)
+
+    def close(self) -> None:
+        self.sessions = {}
 
 
 def _np_dtype(onnx_type: str) -> np.dtype:

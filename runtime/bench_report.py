@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import platform
@@ -15,21 +14,23 @@ from typing import Any
 import numpy as np
 
 from esan.runtime.fsutil import atomic_write_text
+from esan.runtime.report import percentiles
+from esan.runtime.version import package_version, utc_now
 
 SCHEDULES = ("naive", "cached")
-VERSIONED = ("esan-rt", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "onnx", "tensorrt",
+VERSIONED = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "onnx", "tensorrt",
              "opencv-python-headless", "matplotlib")  # fmt: skip
 
 
 def stats(samples_ms: list[float] | np.ndarray) -> dict[str, float | int | None]:
-    """p50/p95/p99, mean, std, IQR, min, max and count of per-frame milliseconds."""
+    """``esan.runtime.report.percentiles`` (p50/p95/p99, mean, max) plus std, IQR, min and count."""
     v = np.asarray(samples_ms, np.float64)
+    out: dict[str, float | int | None] = dict(percentiles(v))
     if v.size == 0:
-        return dict.fromkeys(("p50", "p95", "p99", "mean", "std", "iqr", "min", "max"), None) | {"n": 0}
-    q25, q50, q75, q95, q99 = np.percentile(v, (25, 50, 75, 95, 99))
-    out = {"p50": q50, "p95": q95, "p99": q99, "mean": v.mean(), "std": v.std(ddof=1) if v.size > 1 else 0.0,
-           "iqr": q75 - q25, "min": v.min(), "max": v.max()}  # fmt: skip
-    return {k: round(float(x), 3) for k, x in out.items()} | {"n": int(v.size)}
+        return out | dict.fromkeys(("std", "iqr", "min"), None) | {"n": 0}
+    q25, q75 = np.percentile(v, (25, 75))
+    extra = {"std": v.std(ddof=1) if v.size > 1 else 0.0, "iqr": q75 - q25, "min": v.min()}
+    return out | {k: round(float(x), 3) for k, x in extra.items()} | {"n": int(v.size)}
 
 
 def peak_rss_mb() -> float:
@@ -71,7 +72,7 @@ def machine_info(gpu_name: str | None = None) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
+    out: dict[str, str | None] = {"esan-rt": package_version()}
     for name in VERSIONED:
         try:
             out[name] = version(name)
@@ -128,7 +129,7 @@ def build_report(settings: dict[str, Any], logs: dict[str, dict], gflops: dict[s
     cached_p50 = sched["cached"]["ms_per_frame"]["p50"]
     return {
         "format": "esan-rt-latency", "format_version": 1,
-        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created_at": utc_now(),
         "command": meta["command"], "argv": meta["argv"],
         "naive_ms_p50": naive_p50, "cached_ms_p50": cached_p50,
         "speedup": round(naive_p50 / cached_p50, 4) if naive_p50 and cached_p50 else None,

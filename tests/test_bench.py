@@ -128,3 +128,31 @@ def test_cuda_graph_needs_cuda(tmp_path, capsys):
     argv = ["--preset", "tiny", "--backend", "torch", "--cuda-graph", "--out", str(tmp_path)]
     assert _latency_main()(argv) == 2
     assert "--cuda-graph needs --device cuda" in capsys.readouterr().err
+
+
+def test_stats_extend_the_report_percentiles():
+    from esan.runtime.bench_report import stats
+    from esan.runtime.report import percentiles
+
+    v = [1.0, 2.0, 4.0, 8.0]
+    s = stats(v)
+    assert {k: s[k] for k in percentiles(v)} == percentiles(v)
+    assert s["n"] == 4 and s["min"] == 1.0 and s["iqr"] == pytest.approx(np.subtract(*np.percentile(v, (75, 25))))
+    assert s["std"] == pytest.approx(np.std(v, ddof=1), abs=1e-3)
+    empty = stats([])
+    assert empty["n"] == 0 and all(empty[k] is None for k in ("p50", "std", "iqr", "min", "max"))
+
+
+def test_shift_in_drops_the_oldest_slot():
+    import torch
+
+    from esan.runtime.backends.torch_cuda_graph import _shift_in
+
+    ring = torch.zeros(3, 2)
+    _shift_in(ring, torch.full((1, 2), 1.0), first=True)
+    for v in (2.0, 3.0, 4.0):
+        _shift_in(ring, torch.full((1, 2), v), first=False)
+    assert ring[:, 0].tolist() == [2.0, 3.0, 4.0]
+    one = torch.zeros(1, 2)
+    _shift_in(one, torch.full((1, 2), 5.0), first=False)
+    assert one.tolist() == [[5.0, 5.0]]

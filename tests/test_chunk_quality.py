@@ -24,3 +24,21 @@ def test_chunk_one_is_exact_and_json_is_written(tmp_path, monkeypatch):
     assert rows[1]["mean_cc"] == 1.0 and rows[1]["max_abs"] == 0.0
     assert 0.9 < rows[4]["mean_cc"] <= 1.0 and rows[4]["frames"] == 10
     sys.modules.pop("chunk_quality", None)
+
+
+def test_load_clips_natural_order_and_unreadable_frame(tmp_path):
+    import cv2
+    import numpy as np
+
+    from esan.runtime.bench_chunk import load_clips
+    from esan.runtime.errors import UserError
+
+    images = tmp_path / "v1" / "images"
+    images.mkdir(parents=True)
+    for i in (2, 10):  # text order would put 10.png first
+        cv2.imwrite(str(images / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    (clip,) = load_clips(str(tmp_path), clips=1, frames=5, seed=0)
+    assert [int(f[0, 0, 0]) for f in clip] == [2, 10] and clip[0].shape == (8, 8, 3)
+    (images / "11.png").write_bytes(b"not an image")
+    with pytest.raises(UserError, match="11.png"):
+        load_clips(str(tmp_path), clips=1, frames=5, seed=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from conftest import BUNDLE_LOOKAHEAD, make_clip, reference_maps
@@ -19,10 +21,11 @@ def stream(processor, frames) -> np.ndarray:
 
 
 def naive_processor(engine, model, lookahead):
-    from esan.runtime.bench_naive import NaiveProcessor
+    """The naive schedule: the real ``StreamProcessor`` on a ``NaiveBackend`` (C = 1)."""
+    from esan.runtime.bench_naive import NaiveBackend
+    from esan.runtime.processor import StreamProcessor
 
-    cfg = model.cfg
-    return NaiveProcessor(engine, cfg.radius, lookahead, cfg.input_size, cfg.output_size)
+    return StreamProcessor(NaiveBackend(engine, model.cfg), lookahead, backward_chunk=1)
 
 
 @pytest.mark.parametrize(("n", "lookahead"), [(7, 0), (7, 2), (3, 8)])
@@ -46,7 +49,8 @@ def test_fast_path_steppers_eager_on_cpu(tiny_model, cls_name):
     lookahead = 2
     frames = make_clip(8, seed=5)
     ref = reference_maps(tiny_model, frames, lookahead)
-    stepper = getattr(torch_cuda_graph, cls_name)(tiny_model, lookahead, "cpu", "fp32", channels_last=True)
+    model = copy.deepcopy(tiny_model)  # the steppers take ownership (channels_last converts it in place)
+    stepper = getattr(torch_cuda_graph, cls_name)(model, lookahead, "cpu", "fp32", channels_last=True)
     got = [m for f in frames for m in stepper.push(f)]
     assert len(got) == len(frames) - lookahead - tiny_model.cfg.radius
     assert np.abs(np.stack(got) - ref[: len(got)]).max() <= 1e-4
@@ -65,3 +69,28 @@ def test_ort_naive_graphs_equal_cached_bundle(tiny_model, tiny_bundle, tmp_path)
     cached = stream(StreamProcessor(OrtBackend(tiny_bundle, threads=1), L), frames)
     assert np.abs(naive - cached).max() <= 1e-4
     assert np.abs(naive - reference_maps(tiny_model, frames, L)).max() <= 1e-4
+
+
+def test_naive_backend_stages_are_the_engine_calls(tiny_model):
+    """Through the bench's StageClock: 2T+1 naive encodes per aligned frame, L+1 backward steps per map."""
+    from esan.runtime.bench import StageClock
+    from esan.runtime.bench_naive import NaiveBackend, TorchNaiveEngine
+    from esan.runtime.processor import StreamProcessor
+
+    calls = {}
+
+    class Counting(StageClock):
+        def __getattr__(self, name):
+            calls[name] = calls.get(name, 0) + 1
+            return super().__getattr__(name)
+
+    lookahead, radius = 1, tiny_model.cfg.radius
+    engine = Counting(TorchNaiveEngine(tiny_model))
+    proc = StreamProcessor(NaiveBackend(engine, tiny_model.cfg), lookahead)
+    frames = make_clip(radius + lookahead + 1, seed=1)
+    out = [r for f in frames for r in proc.push(f)]
+    assert [r.index for r in out] == [0]
+    assert calls["encode"] == (2 * radius + 1) * 2 and calls["align"] == 2  # frames 0 and 1 aligned
+    assert calls["decode"] == 1 and set(engine.ms) == {"encode", "align", "forward", "backward", "decode"}
+    proc.backend.close()
+    assert engine.mods == {}

@@ -2,38 +2,53 @@
 
 ``CachedStepper`` runs the cached schedule (``ESAN.encode/align/cell_step/decode``, the same
 building blocks and casts as ``TorchBackend``) and ``NaiveStepper`` the naive one
-(``esan.runtime.bench_naive`` modules), both on *static* tensors: the last ``2T+1`` cache entries
-(naive: raw frames), the last ``L+1`` projected inputs (naive: ``A_t``) and ``Hf`` live in ring
-buffers that shift by one slot per frame (slot ``-1`` = newest). Frame 0 is replicated into every
-slot, which is exactly the clamped start of DESIGN.md section 2. Once the pipeline is full
-(frame ``L+T`` on), one push = encode + align + forward step + ``L+1`` backward steps + decode, all
-on the static tensors, so on CUDA that step is captured once as a ``torch.cuda.CUDAGraph`` and
-replayed (``cuda_graph=True``; state is snapshotted around the warm-up runs the capture needs).
+(``esan.runtime.bench_naive`` modules), both on *static* tensors: the last ``2T+1`` window entries
+(naive: raw frames), the reference projections of the frame being aligned (a ``T+1``-slot delay line:
+frame ``t`` is aligned once ``t+T`` has arrived), the last ``L+1`` projected inputs (naive: ``A_t``)
+and ``Hf`` live in ring buffers that shift by one slot per frame (slot ``-1`` = newest). Frame 0 is
+replicated into every slot, which is exactly the clamped start of DESIGN.md section 2. Once the
+pipeline is full (frame ``L+T`` on), one push = encode + align + forward step + ``L+1`` backward
+steps + decode, all on the static tensors, so on CUDA that step is captured once as a
+``torch.cuda.CUDAGraph`` and replayed (``cuda_graph=True``; state is snapshotted around the warm-up
+runs the capture needs). The rings shift in place (fixed addresses, as the graph needs).
 
 Scope: steady-state streaming only (no ``finish`` tail flush, backward chunk 1): that is what the
 benchmark times. Without ``cuda_graph`` everything runs eagerly, on CPU too (tests use that).
+Both steppers take ownership of the model they are given (converted in place). torch is imported
+lazily (this module imports without it).
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from esan.runtime.backends.base import ENCODER_OUTPUTS, REFERENCE_INPUTS, WINDOW_INPUTS
+from esan.runtime.bench_naive import normalize_frames
 from esan.runtime.letterbox import letterbox, valid_mask
-from esan.train.model import FEATURE_NAMES, REFERENCE_NAMES, WINDOW_NAMES
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+PRECISIONS = ("fp32", "fp16")
+WINDOW_NAMES = tuple(WINDOW_INPUTS.values())
+
+
+def _dtype(precision: str) -> torch.dtype:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16}[precision]
 
 
 def _shift_in(ring: torch.Tensor, new: torch.Tensor, first: bool) -> None:
     """Drop slot 0, append ``new`` (``[1, ...]``) as the last slot; ``first``: fill every slot with it."""
     if first:
         ring.copy_(new.expand_as(ring))
-    else:
-        ring.copy_(torch.cat((ring[1:], new.to(ring.dtype)), 0))
+        return
+    if ring.shape[0] > 1:
+        ring[:-1].copy_(ring[1:].clone())  # overlapping in-place copy needs a temporary of K-1 slots
+    ring[-1:].copy_(new)
 
 
 class _RingStepper:
@@ -43,13 +58,15 @@ class _RingStepper:
 
     def __init__(self, model: Any, lookahead: int, device: str, precision: str, channels_last: bool,
                  cuda_graph: bool) -> None:  # fmt: skip
-        if precision not in DTYPES:
-            raise ValueError(f"precision must be one of {sorted(DTYPES)}, got {precision!r}")
+        import torch
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if cuda_graph and not str(device).startswith("cuda"):
             raise ValueError("cuda_graph needs a CUDA device")
         self.cfg = model.cfg
         self.lookahead, self.radius = lookahead, model.cfg.radius
-        self.device, self.dtype = torch.device(device), DTYPES[precision]
+        self.device, self.dtype = torch.device(device), _dtype(precision)
         self.precision, self.channels_last, self.cuda_graph = precision, channels_last, cuda_graph
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
         h, w = model.cfg.input_size
@@ -61,9 +78,7 @@ class _RingStepper:
         self.c = torch.zeros(self.state_shape, dtype=torch.float32, device=self.device)
         self.hf_ring = torch.zeros((lookahead + 1, *self.state_shape[1:]), dtype=self.dtype, device=self.device)
         self.out = torch.zeros(1, 1, *model.cfg.output_size, dtype=torch.float32, device=self.device)
-        dec = model.final_conv[0]
-        self.dec_w = dec.weight.detach().to(self.device, torch.float32).clone()
-        self.dec_b = dec.bias.detach().to(self.device, torch.float32).clone()
+        self.decoder: Any = None  # (hf, hb) -> map [1,1,H/2,W/2] float32 (fp32 ESAN.decode); set by subclasses
         self.n = 0
         self.graph: Any = None
         self.graph_error: str | None = None
@@ -91,9 +106,7 @@ class _RingStepper:
         return x.contiguous(memory_format=self.fmt) if x.dim() == 4 else x
 
     def _decode(self, hf: torch.Tensor, hb: torch.Tensor) -> None:
-        y = torch.nn.functional.conv2d(hf.float() + hb.float(), self.dec_w, self.dec_b, padding=1)
-        y = torch.nn.functional.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False)
-        self.out.copy_(torch.sigmoid(y))
+        self.out.copy_(self.decoder(hf, hb))
 
     def _steady(self) -> None:
         self._ingest(first=False)
@@ -102,6 +115,8 @@ class _RingStepper:
 
     def _capture(self) -> None:
         """Warm up on a side stream (state snapshotted and restored), then capture ``_steady``."""
+        import torch
+
         saved = [t.clone() for t in self._state()]
 
         def restore() -> None:
@@ -123,6 +138,8 @@ class _RingStepper:
 
     def _capture_or_fall_back(self) -> None:
         """Capture; if this torch / op set cannot be captured, say why and keep running eagerly."""
+        import torch
+
         saved = [t.clone() for t in self._state()]
         try:
             self._capture()
@@ -136,6 +153,8 @@ class _RingStepper:
 
     def push(self, frame: np.ndarray) -> list[np.ndarray]:
         """Add an RGB uint8 frame; returns ``[map]`` (``float32 [H/2, W/2]``) for output ``n-L-T`` once ready."""
+        import torch
+
         size = tuple(self.cfg.input_size)
         canvas, box = letterbox(frame, size)
         self.frame_in.copy_(torch.from_numpy(canvas[None]))
@@ -162,6 +181,10 @@ class _RingStepper:
         for t in self._state():
             t.zero_()
 
+    def close(self) -> None:
+        """Drop the captured graph (the stepper is unusable afterwards)."""
+        self.graph = None
+
 
 class CachedStepper(_RingStepper):
     """The cached schedule (exact savings 1-3) on static ring buffers."""
@@ -170,17 +193,21 @@ class CachedStepper(_RingStepper):
 
     def __init__(self, model: Any, lookahead: int, device: str = "cuda", precision: str = "fp32",
                  channels_last: bool = False, cuda_graph: bool = False) -> None:  # fmt: skip
+        import torch
+
         super().__init__(model, lookahead, device, precision, channels_last, cuda_graph)
-        self.model = copy.deepcopy(model).eval().to(self.device, self.dtype).to(memory_format=self.fmt)
+        self.model = model.eval().to(self.device, self.dtype).to(memory_format=self.fmt)
+        self.model.final_conv.float()  # the decoder (and its sigmoid) stays fp32, as in TorchBackend
+        self.decoder = self.model.decode
         cfg = model.cfg
-        mean, std = torch.tensor(cfg.mean), torch.tensor(cfg.std)
-        self.mean = mean.view(1, 3, 1, 1).to(self.device)
-        self.std = std.view(1, 3, 1, 1).to(self.device)
+        self.mean = torch.tensor(cfg.mean, dtype=torch.float32, device=self.device)
+        self.std = torch.tensor(cfg.std, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             probe = self.model.encode(torch.zeros(1, 3, *cfg.input_size, device=self.device, dtype=self.dtype))
-        k = cfg.window
-        self.ring = {n: torch.zeros((k, *probe[n].shape[1:]), dtype=self.dtype, device=self.device)
-                     for n in FEATURE_NAMES}  # fmt: skip
+        # window entries: 2T+1 slots (t-T..t+T); reference projections: only frame t = newest - T is read
+        slots = {n: cfg.window for n in WINDOW_NAMES} | {n: self.radius + 1 for n in REFERENCE_INPUTS}
+        self.ring = {n: torch.zeros((slots[n], *probe[n].shape[1:]), dtype=self.dtype, device=self.device)
+                     for n in ENCODER_OUTPUTS}  # fmt: skip
         g = 4 * cfg.hidden
         self.xb_ring = torch.zeros((lookahead + 1, g, *self.state_shape[2:]), dtype=self.dtype, device=self.device)
 
@@ -188,16 +215,14 @@ class CachedStepper(_RingStepper):
         return super()._state() + list(self.ring.values()) + [self.xb_ring]
 
     def _ingest(self, first: bool) -> None:
-        x = self.frame_in.permute(0, 3, 1, 2).float()
-        x = (x / 255.0 - self.mean) / self.std * self.valid_in.permute(0, 3, 1, 2).float()
+        x = normalize_frames(self.frame_in, self.valid_in, self.mean, self.std)
         entry = self.model.encode(self._x(x.to(self.dtype)))
-        for name in FEATURE_NAMES:
+        for name in ENCODER_OUTPUTS:
             _shift_in(self.ring[name], entry[name], first)
 
     def _align(self) -> None:
-        t = self.radius
         win = {n: self.ring[n][None] for n in WINDOW_NAMES}
-        ref = {n: self.ring[n][t : t + 1] for n in REFERENCE_NAMES}
+        ref = {n: self.ring[n][0:1] for n in REFERENCE_INPUTS}  # oldest slot of the delay line = frame t
         xf, xb = self.model.align(win, ref)
         h, c = self.model.cell_step("fwd", xf.float(), self.h, self.c)
         self.h.copy_(h)
@@ -206,12 +231,18 @@ class CachedStepper(_RingStepper):
         _shift_in(self.hf_ring, self.h, first=False)
 
     def _emit(self) -> None:
+        import torch
+
         h = torch.zeros_like(self.h)
         c = torch.zeros_like(self.c)
         for i in range(self.lookahead, -1, -1):
             h, c = self.model.cell_step("bwd", self.xb_ring[i : i + 1].float(), h, c)
             h, c = h.to(self.dtype), c.float()
         self._decode(self.hf_ring[0:1], h)
+
+    def close(self) -> None:
+        super().close()
+        self.model = None
 
 
 class NaiveStepper(_RingStepper):
@@ -221,11 +252,14 @@ class NaiveStepper(_RingStepper):
 
     def __init__(self, model: Any, lookahead: int, device: str = "cuda", precision: str = "fp32",
                  channels_last: bool = False, cuda_graph: bool = False) -> None:  # fmt: skip
+        import torch
+
         from esan.runtime.bench_naive import build_naive_modules
 
         super().__init__(model, lookahead, device, precision, channels_last, cuda_graph)
-        mods = build_naive_modules(copy.deepcopy(model), precision)
+        mods = build_naive_modules(model, precision)
         self.mods = {k: v.to(self.device).to(memory_format=self.fmt) for k, v in mods.items()}
+        self.decoder = self.mods["decoder"]
         cfg = model.cfg
         h, w = cfg.input_size
         k = cfg.window
@@ -250,8 +284,14 @@ class NaiveStepper(_RingStepper):
         _shift_in(self.hf_ring, self.h, first=False)
 
     def _emit(self) -> None:
+        import torch
+
         h = torch.zeros_like(self.h)
         c = torch.zeros_like(self.c)
         for i in range(self.lookahead, -1, -1):
             h, c = self.mods["naive_cell_bwd"](self.a_ring[i : i + 1], h, c)
         self._decode(self.hf_ring[0:1], h)
+
+    def close(self) -> None:
+        super().close()
+        self.mods, self.decoder = {}, None
