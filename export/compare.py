@@ -38,6 +38,9 @@ class _TrtRunner:
         check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__))  # one clear line if stale
         self.trt, self.torch, self.bundle = trt, torch, bundle
         self.logger = trt.Logger(trt.Logger.WARNING)
+        # ONNX DeformConv was built into TensorRT's ModulatedDeformConv2d plugin (libnvinfer_plugin):
+        # register those creators before deserializing, or the engines will not load.
+        trt.init_libnvinfer_plugins(self.logger, "")
         if bundle.dcn == "plugin":
             from esan.runtime import plugin_lib
 

@@ -1,6 +1,6 @@
 """Thin TensorRT engine building (TensorRT 10.x and 11.x); ``tensorrt`` is imported lazily.
 
-Networks are created STRONGLY_TYPED whenever the flag exists (11.x is always strongly typed):
+Networks are created STRONGLY_TYPED on 10.x (11.x is always strongly typed; the flag is ignored there):
 precision then comes from the ONNX graph (an fp16 bundle gives fp16 engines). Without that flag
 (old builds), fp16 bundles set the FP16 builder flag instead. fp32 bundles disable TF32.
 """
@@ -24,7 +24,10 @@ def import_tensorrt() -> ModuleType | None:
 def gpu_info() -> tuple[str, str] | None:
     """``(name, "major.minor")`` of CUDA device 0 via cuda-python, else torch; None without a GPU."""
     try:
-        from cuda.bindings import runtime as cudart
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            from cuda import cudart  # older cuda-python (removed in 13.0)
 
         err, count = cudart.cudaGetDeviceCount()
         if int(err) != 0 or count < 1:
@@ -78,20 +81,28 @@ class EngineBuilder:
         if self.timing_cache_path is not None and self.timing_cache_path.is_file():
             data = self.timing_cache_path.read_bytes()
         cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, ignore_mismatch=True)
+        if cache is None and data:  # unreadable cache file (another TensorRT version, truncated): start afresh
+            cache = config.create_timing_cache(b"")
+        if cache is not None:
+            config.set_timing_cache(cache, ignore_mismatch=True)
         return config
 
     @property
     def strongly_typed(self) -> bool:
         """True when the flag exists (10.x) or TensorRT is 11+ (always strongly typed)."""
-        major = int(str(self.trt.__version__).split(".")[0])
-        return major >= 11 or hasattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+        return self._major >= 11 or hasattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+
+    @property
+    def _major(self) -> int:
+        return int(str(self.trt.__version__).split(".")[0])
 
     def build(self, onnx_path: Path) -> bytes:
         """Parse one ONNX graph and return the serialized engine."""
         trt = self.trt
         flags = 0
-        if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        # 10.x: opt in (EXPLICIT_BATCH is deprecated and ignored there, so it is not set). 11.x: every
+        # network is strongly typed and the flag is deprecated and ignored, so it is left out.
+        if self._major < 11 and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
             flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         network = self.builder.create_network(flags)
         parser = trt.OnnxParser(network, self.logger)

@@ -263,6 +263,7 @@ def fake_tensorrt_module(bundle) -> types.ModuleType:
     trt.DataType = types.SimpleNamespace(FLOAT="f4", HALF="f2", UINT8="u1")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    trt.init_libnvinfer_plugins = lambda logger, namespace: True  # real: registers libnvinfer_plugin creators
 
     class Context:
         def __init__(self, graph):

@@ -12,6 +12,7 @@ lengths return ``None`` and the processor falls back to ``cell_bwd`` steps.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,14 @@ def providers_for(device: str, bundle: Bundle, plugin_lib: str | os.PathLike | N
                 "device 'tensorrt' needs ONNX Runtime's TensorRT execution provider, but this onnxruntime "
                 f"has only {', '.join(available)}: pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt"
             )
-        opts: dict[str, Any] = {"device_id": 0}
+        from esan.runtime.cache import cache_root
+
+        key = hashlib.sha256(str(bundle.root.resolve()).encode()).hexdigest()[:16]
+        engine_cache = cache_root().parent / "ort-trt" / key
+        opts: dict[str, Any] = {  # engines persist across sessions instead of being rebuilt each start
+            "device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(engine_cache),
+            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(engine_cache),
+        }
         if plugin:
             opts["trt_extra_plugin_lib_paths"] = str(_plugin_path(plugin_lib))
         return [("TensorrtExecutionProvider", opts), "CUDAExecutionProvider", "CPUExecutionProvider"]

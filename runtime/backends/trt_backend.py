@@ -78,12 +78,13 @@ class _Cuda:
 
     def __init__(self, cudart: Any) -> None:
         self.rt = cudart
-        self.stream = self.check(cudart.cudaStreamCreate())
-        self.handle = int(self.stream)  # what execute_async_v3 takes
+        self.stream = self.check(cudart.cudaStreamCreate())  # a cudaStream_t object, not an int
+        self.handle = _native_handle(self.stream)  # the raw cudaStream_t address execute_async_v3 takes
 
     def check(self, result: Any) -> Any:
+        """cuda-python returns ``(cudaError_t, *values)``; raise on an error, else return the value(s)."""
         err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != int(self.rt.cudaError_t.cudaSuccess):
+        if err != self.rt.cudaError_t.cudaSuccess:  # enum members are int subclasses (IntEnum / FastEnum)
             raise RuntimeError(f"CUDA error {err}")
         return rest[0] if len(rest) == 1 else (tuple(rest) or None)
 
@@ -104,6 +105,24 @@ class _Cuda:
         dev = self.check(self.rt.cudaGetDevice())
         prop = self.check(self.rt.cudaGetDeviceProperties(dev))
         return f"{prop.major}.{prop.minor}"
+
+
+def _native_handle(obj: Any) -> int:
+    """Address held by a cuda-python handle (``cudaStream_t``...) as a Python int.
+
+    ``int(handle)`` works on every cuda-python but is deprecated since cuda-bindings 13.0, which
+    offers ``cuda.bindings.utils.get_cuda_native_handle`` instead; use that where it exists.
+    """
+    if isinstance(obj, int):
+        return obj
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(obj)
+    try:
+        return int(get_cuda_native_handle(obj))
+    except TypeError:  # a type the helper does not know
+        return int(obj)
 
 
 class _Pool:
@@ -176,16 +195,25 @@ class TrtBackend(Backend):
         bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
         check_compatible(bundle, "trt", lookahead, tensorrt_version=str(trt.__version__))
         cuda = _Cuda(import_cudart())
-        check_compatible(bundle, "trt", lookahead, compute_capability=cuda.compute_capability())
+        try:
+            check_compatible(bundle, "trt", lookahead, compute_capability=cuda.compute_capability())
+        except BaseException:
+            cuda.rt.cudaStreamDestroy(cuda.stream)
+            raise
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        # Standard bundles hold ONNX DeformConv, which the ONNX parser turns into TensorRT's built-in
+        # ModulatedDeformConv2d plugin (libnvinfer_plugin): its creator must be registered before
+        # deserialize_cuda_engine, or deserialization fails ("IPluginCreator not found in Plugin Registry").
+        trt.init_libnvinfer_plugins(self._logger, "")
         if bundle.dcn == "plugin":
             from esan.runtime.plugin_lib import load_plugin_library
 
             try:
                 self._plugin = load_plugin_library(plugin_lib)
             except (FileNotFoundError, RuntimeError) as exc:
+                cuda.rt.cudaStreamDestroy(cuda.stream)
                 raise UserError(str(exc)) from exc
         self.bundle, self.cuda, self.pool = bundle, cuda, _Pool(cuda)
-        self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         try:
             self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g) for g in bundle.graphs}
