@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from esan.train.model import ESAN, FEATURE_NAMES, REFERENCE_NAMES
+from esan.train.model import ESAN, FEATURE_NAMES, REFERENCE_NAMES, normalize_uint8_frames
 
 GRAPH_NAMES = ("encoder", "aligner", "cell_fwd", "cell_bwd", "bwd_window", "decoder")
 WINDOW_INPUTS = ("win_f1", "win_f2", "win_f3", "win_p1", "win_p2", "win_p3")
@@ -45,9 +45,7 @@ class EncoderGraph(nn.Module):
         self.register_buffer("std", torch.tensor(model.cfg.std, dtype=torch.float32), persistent=False)
 
     def forward(self, frame: Tensor, valid: Tensor) -> tuple[Tensor, ...]:
-        x = (frame.to(torch.float32) / 255.0 - self.mean) / self.std
-        x = x * valid.to(torch.float32)
-        enc = self.model.encode(x.permute(0, 3, 1, 2).to(self.dtype))
+        enc = self.model.encode(normalize_uint8_frames(frame, valid, self.mean, self.std).to(self.dtype))
         return tuple(enc[n] for n in FEATURE_NAMES)
 
 

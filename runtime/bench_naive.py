@@ -40,18 +40,6 @@ class NaiveEngine(Protocol):
     def decode(self, hf: Any, hb: Any) -> np.ndarray: ...
 
 
-def normalize_frames(frame: Any, valid: Any, mean: Any, std: Any) -> Any:
-    """In-graph normalisation: uint8 NHWC ``frame``/``valid`` -> float32 NCHW ``(x/255 - mean)/std * valid``.
-
-    ``mean``/``std``: float32 tensors ``[3]`` (exactly ``esan.runtime.letterbox.normalize``, padding
-    zeroed after normalisation). The result is an NCHW view of NHWC memory.
-    """
-    import torch
-
-    x = (frame.to(torch.float32) / 255.0 - mean) / std * valid.to(torch.float32)
-    return x.permute(0, 3, 1, 2)
-
-
 def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
     """``{graph name: nn.Module}`` of the naive schedule (fp16: a half copy of ``model``)."""
     import copy
@@ -61,6 +49,7 @@ def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
     from torch.nn import functional as F
 
     from esan.export.graphs import DecoderGraph
+    from esan.train.model import normalize_uint8_frames
 
     dt = {"fp32": torch.float32, "fp16": torch.float16}[precision]
     model32 = model.eval()
@@ -84,7 +73,7 @@ def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
             self.register_buffer("std", torch.tensor(m.cfg.std, dtype=torch.float32), persistent=False)
 
         def forward(self, frame: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            p3, p4, p5 = self.model.backbone(normalize_frames(frame, valid, self.mean, self.std).to(dt))
+            p3, p4, p5 = self.model.backbone(normalize_uint8_frames(frame, valid, self.mean, self.std).to(dt))
             return self.model.L1_conv(p3), p4, p5
 
     class NaiveAligner(nn.Module):

@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 
 from esan.runtime.framefiles import IMAGE_EXTS, natural_key
-from esan.runtime.letterbox import Box, letterbox_map, normalize
-from esan.runtime.letterbox import letterbox as letterbox_frame
+from esan.runtime.letterbox import Box, letterbox_map, preprocess
 from esan.train.errors import UserError
 
 SETTINGS: dict[str, tuple[str, ...]] = {
@@ -181,8 +180,8 @@ def letterbox_fixations(fix: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.n
 def frame_tensor(path: Path, input_hw: tuple[int, int]) -> tuple[np.ndarray, Box, tuple[int, int]]:
     """Letterboxed, normalised ``float32 [3, H, W]``, its box and the original (h, w)."""
     rgb = read_frame(path)
-    canvas, box = letterbox_frame(rgb, input_hw)
-    return normalize(canvas, box), box, rgb.shape[:2]
+    x, box = preprocess(rgb, input_hw)
+    return x, box, rgb.shape[:2]
 
 
 def clip_indices(n_frames: int, start: int, clip_len: int) -> list[int]:

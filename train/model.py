@@ -20,6 +20,14 @@ REFERENCE_NAMES = ("ref_p1", "ref_p2", "ref_p3", "ref_pc")
 DIRECTIONS = ("fwd", "bwd")
 
 
+def normalize_uint8_frames(frame: Tensor, valid: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """In-graph twin of ``esan.runtime.letterbox.normalize``: uint8 NHWC ``frame`` and ``valid`` ->
+    float32 NCHW ``(x/255 - mean)/std``, zero on the padding. ``mean``/``std``: float32 ``[3]``.
+    """
+    x = (frame.to(torch.float32) / 255.0 - mean) / std * valid.to(torch.float32)
+    return x.permute(0, 3, 1, 2)
+
+
 def window_indices(t: int, n: int, radius: int) -> list[int]:
     """Frame indices of the window around ``t``, edge frames replicated (``clamp``)."""
     return [min(max(t + k, 0), n - 1) for k in range(-radius, radius + 1)]

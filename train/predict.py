@@ -1,7 +1,10 @@
-"""Whole-video inference from the model's building blocks, with bounded memory.
+"""Whole-video inference from the model's building blocks.
 
 ``predict_maps`` gives exactly ``model.forward(video, lookahead=L)`` (DESIGN.md section 2) for
-videos of any length by processing chunks of frames and carrying the cell states across them;
+videos of any length by processing chunks of frames and carrying the cell states across them, so
+compute memory is bounded; the letterboxed frames (``FrameStore``) and the maps of the whole video
+are held in memory (for a long video with an integer lookahead, ``esan-rt stream --backend torch
+--save-maps`` is the bounded-memory path);
 ``protocol="official"`` reproduces the authors' test protocol (windows of 2T+1 frames, 2T+1
 phases, the forward cell's state chained across the windows of one phase, output
 ``decoder(2*H)``).
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esan.runtime.letterbox import Box, fit_box, normalize, unletterbox
+from esan.runtime.letterbox import Box, map_box, normalize, unletterbox
 from esan.runtime.letterbox import letterbox as letterbox_frame
 from esan.train.model import ESAN, REFERENCE_NAMES, WINDOW_NAMES, window_indices
 
@@ -135,9 +138,7 @@ def _official(model: ESAN, frames: FramesFn, n: int, chunk: int, device) -> Tens
 
 def to_original(map_out: np.ndarray, frame_hw: tuple[int, int], input_hw: tuple[int, int]) -> np.ndarray:
     """A model-output map back on the original frame (crop the letterbox, resize bilinearly)."""
-    out_hw = map_out.shape[-2:]
-    box = fit_box(frame_hw, input_hw).scaled(out_hw[0] / input_hw[0])
-    return unletterbox(map_out, box, frame_hw)
+    return unletterbox(map_out, map_box(frame_hw, input_hw, map_out.shape[-2:]), frame_hw)
 
 
 def resolve_device(name: str | None) -> torch.device:

@@ -59,6 +59,24 @@ class BackendConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_bundle(cls, bundle: Any, **extra: Any) -> BackendConfig:
+        """The config of an exported bundle (``esan.runtime.bundle.Bundle``), shapes from its manifest."""
+        h = next(t for t in bundle.graphs["cell_fwd"].inputs if t.name == "h")
+        norm = bundle.normalization
+        defaults = cls.__dataclass_fields__
+        return cls(
+            input_size=bundle.input_size,
+            output_size=bundle.output_size,
+            radius=bundle.radius,
+            hidden=int(h.shape[1]),
+            state_size=(int(h.shape[2]), int(h.shape[3])),
+            lookahead=bundle.lookahead,
+            mean=tuple(norm.get("mean") or bundle.config.get("mean") or defaults["mean"].default),
+            std=tuple(norm.get("std") or bundle.config.get("std") or defaults["std"].default),
+            extra={"bundle": str(bundle.root), "dcn": bundle.dcn, **extra},
+        )
+
     @property
     def window(self) -> int:
         return 2 * self.radius + 1

@@ -140,21 +140,8 @@ class OrtBackend(Backend):
         cell = {t.name: t for t in bundle.graphs["cell_fwd"].inputs}
         h_spec, c_spec = cell["h"], cell["c"]
         self._zero = (np.zeros(h_spec.shape, h_spec.dtype), np.zeros(c_spec.shape, c_spec.dtype))
-        norm = bundle.normalization
         super().__init__(
-            BackendConfig(
-                input_size=bundle.input_size,
-                output_size=bundle.output_size,
-                radius=bundle.radius,
-                hidden=int(h_spec.shape[1]),
-                state_size=(int(h_spec.shape[2]), int(h_spec.shape[3])),
-                lookahead=bundle.lookahead,
-                mean=tuple(norm.get("mean") or bundle.config.get("mean") or (0.485, 0.456, 0.406)),
-                std=tuple(norm.get("std") or bundle.config.get("std") or (0.229, 0.224, 0.225)),
-                extra={"bundle": str(bundle.root), "dcn": bundle.dcn, "providers": self.providers},
-            ),
-            device=device,
-            precision=bundle.precision,
+            BackendConfig.from_bundle(bundle, providers=self.providers), device=device, precision=bundle.precision
         )
 
     @property

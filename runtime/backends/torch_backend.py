@@ -27,6 +27,7 @@ from esan.runtime.backends.base import (
     check_direction,
 )
 from esan.runtime.errors import UserError
+from esan.train.model import normalize_uint8_frames
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -77,17 +78,15 @@ class TorchBackend(Backend):
             device=str(self.torch_device),
             precision=precision,
         )
-        self._mean = torch.tensor(cfg.mean, dtype=torch.float32, device=self.torch_device).view(1, 3, 1, 1)
-        self._std = torch.tensor(cfg.std, dtype=torch.float32, device=self.torch_device).view(1, 3, 1, 1)
+        self._mean = torch.tensor(cfg.mean, dtype=torch.float32, device=self.torch_device)
+        self._std = torch.tensor(cfg.std, dtype=torch.float32, device=self.torch_device)
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.torch_device)
 
     @torch.inference_mode()
     def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
-        x = self._tensor(frame).permute(0, 3, 1, 2).to(torch.float32)
-        m = self._tensor(valid).permute(0, 3, 1, 2).to(torch.float32)
-        x = (x / 255.0 - self._mean) / self._std * m
+        x = normalize_uint8_frames(self._tensor(frame), self._tensor(valid), self._mean, self._std)
         return self.model.encode(x.to(self.dtype))
 
     @torch.inference_mode()

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from esan.runtime.backends.base import ENCODER_OUTPUTS, REFERENCE_INPUTS, WINDOW_INPUTS
-from esan.runtime.bench_naive import normalize_frames
 from esan.runtime.letterbox import letterbox, valid_mask
 
 if TYPE_CHECKING:
@@ -215,7 +214,9 @@ class CachedStepper(_RingStepper):
         return super()._state() + list(self.ring.values()) + [self.xb_ring]
 
     def _ingest(self, first: bool) -> None:
-        x = normalize_frames(self.frame_in, self.valid_in, self.mean, self.std)
+        from esan.train.model import normalize_uint8_frames
+
+        x = normalize_uint8_frames(self.frame_in, self.valid_in, self.mean, self.std)
         entry = self.model.encode(self._x(x.to(self.dtype)))
         for name in ENCODER_OUTPUTS:
             _shift_in(self.ring[name], entry[name], first)

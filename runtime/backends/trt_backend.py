@@ -194,28 +194,24 @@ class TrtBackend(Backend):
         trt = import_tensorrt()
         bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
         check_compatible(bundle, "trt", lookahead, tensorrt_version=str(trt.__version__))
-        cuda = _Cuda(import_cudart())
-        try:
+        self.bundle = bundle
+        self.cuda = cuda = _Cuda(import_cudart())
+        self.pool = _Pool(cuda)
+        try:  # from here on, any failure releases the stream and the buffers already taken
             check_compatible(bundle, "trt", lookahead, compute_capability=cuda.compute_capability())
-        except BaseException:
-            cuda.rt.cudaStreamDestroy(cuda.stream)
-            raise
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        # Standard bundles hold ONNX DeformConv, which the ONNX parser turns into TensorRT's built-in
-        # ModulatedDeformConv2d plugin (libnvinfer_plugin): its creator must be registered before
-        # deserialize_cuda_engine, or deserialization fails ("IPluginCreator not found in Plugin Registry").
-        trt.init_libnvinfer_plugins(self._logger, "")
-        if bundle.dcn == "plugin":
-            from esan.runtime.plugin_lib import load_plugin_library
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            # Standard bundles hold ONNX DeformConv, which the ONNX parser turns into TensorRT's built-in
+            # ModulatedDeformConv2d plugin (libnvinfer_plugin): its creator must be registered before
+            # deserialize_cuda_engine, or deserialization fails ("IPluginCreator not found in Plugin Registry").
+            trt.init_libnvinfer_plugins(self._logger, "")
+            if bundle.dcn == "plugin":
+                from esan.runtime.plugin_lib import load_plugin_library
 
-            try:
-                self._plugin = load_plugin_library(plugin_lib)
-            except (FileNotFoundError, RuntimeError) as exc:
-                cuda.rt.cudaStreamDestroy(cuda.stream)
-                raise UserError(str(exc)) from exc
-        self.bundle, self.cuda, self.pool = bundle, cuda, _Pool(cuda)
-        self._runtime = trt.Runtime(self._logger)
-        try:
+                try:
+                    self._plugin = load_plugin_library(plugin_lib)
+                except (FileNotFoundError, RuntimeError) as exc:
+                    raise UserError(str(exc)) from exc
+            self._runtime = trt.Runtime(self._logger)
             self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g) for g in bundle.graphs}
             # inputs the processor does not hold on the device: one persistent buffer each
             self._staging = {
@@ -226,21 +222,10 @@ class TrtBackend(Backend):
             }
             self._map = self.pool.get(*self.engines["decoder"].outputs["map"])
         except BaseException:
-            self.close()  # a failed engine must not leak the stream and the buffers already taken
+            self.close()
             raise
-        h_shape, _ = self.engines["cell_fwd"].inputs["h"]
         super().__init__(
-            BackendConfig(
-                input_size=bundle.input_size,
-                output_size=bundle.output_size,
-                radius=bundle.radius,
-                hidden=int(h_shape[1]),
-                state_size=(int(h_shape[2]), int(h_shape[3])),
-                lookahead=bundle.lookahead,
-                extra={"bundle": str(bundle.root), "tensorrt": str(trt.__version__), "dcn": bundle.dcn},
-            ),
-            device=device,
-            precision=bundle.precision,
+            BackendConfig.from_bundle(bundle, tensorrt=str(trt.__version__)), device=device, precision=bundle.precision
         )
 
     def _run(self, graph: str, inputs: dict[str, DeviceArray]) -> dict[str, DeviceArray]:
