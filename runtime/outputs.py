@@ -133,12 +133,15 @@ class Outputs:
 
     def write(self, result: Any, image: np.ndarray, log: LatencyLog) -> bool:
         """Write one result (``image`` is the original RGB frame); ``False`` when the user asked to quit."""
-        frame_hw = image.shape[:2]
+        png_maps = self.opts.maps and self.opts.maps_format == "png"
+        frame_map = None  # the map on the original frame, computed once for the PNG maps and the overlay
+        if png_maps or self.needs_overlay:
+            frame_map = map_to_frame(result.saliency, result.box, image.shape[:2])
         if self.opts.maps:
-            self._write_map(result, frame_hw)
+            self._write_map(result, frame_map)
         if not self.needs_overlay:
             return True
-        canvas = overlay(image, result.saliency, result.box)
+        canvas = overlay(image, frame_map)
         if self.opts.video:
             self._write_video(canvas)
         if self._show:
@@ -149,11 +152,12 @@ class Outputs:
                 return False
         return True
 
-    def _write_map(self, result: Any, frame_hw: tuple[int, int]) -> None:
+    def _write_map(self, result: Any, frame_map: np.ndarray | None) -> None:
+        """npy: the model-size map; png: ``frame_map`` (the map on the original frame), 8-bit."""
         stem = self.opts.maps / f"{int(result.index):06d}"
         if self.opts.maps_format == "npy":
             np.save(f"{stem}.npy", np.asarray(result.saliency, np.float32))
-        elif not cv2.imwrite(f"{stem}.png", to_uint8(map_to_frame(result.saliency, result.box, frame_hw))):
+        elif not cv2.imwrite(f"{stem}.png", to_uint8(frame_map)):
             raise UserError(f"could not write {stem}.png")
         self.maps_written += 1
 

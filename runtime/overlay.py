@@ -24,13 +24,13 @@ def display_scale(saliency: np.ndarray) -> np.ndarray:
     return np.asarray(saliency, np.float32) / peak if peak > 0 else np.zeros_like(saliency, np.float32)
 
 
-def overlay(frame_rgb: np.ndarray, saliency: np.ndarray, box: Box, alpha: float = 0.6) -> np.ndarray:
-    """BGR ``uint8`` frame (original size) with the JET-coloured map laid over its salient parts.
+def overlay(frame_rgb: np.ndarray, frame_map: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """BGR ``uint8`` frame with the JET-coloured map (already on the frame: ``map_to_frame``) laid over it.
 
     The map is scaled by its maximum; each pixel blends in proportion to its saliency, so
     non-salient areas keep the original picture.
     """
-    level = display_scale(map_to_frame(saliency, box, frame_rgb.shape[:2]))
+    level = display_scale(frame_map)
     heat = cv2.applyColorMap(to_uint8(level), cv2.COLORMAP_JET).astype(np.float32)
     bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR).astype(np.float32)
     weight = (alpha * level)[..., None]
