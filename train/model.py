@@ -86,7 +86,9 @@ class ESAN(nn.Module):
         """
         b, k = win["f1"].shape[:2]
         flat = {n: win[n].flatten(0, 1) for n in WINDOW_NAMES}
-        refs = tuple(ref[n].repeat_interleave(k, dim=0) for n in REFERENCE_NAMES)
+        # each reference projection serves all K pairs: a broadcast view (no copy) when B == 1
+        refs = tuple(ref[n].unsqueeze(1).expand(-1, k, *ref[n].shape[1:]).reshape(-1, *ref[n].shape[1:])
+                     for n in REFERENCE_NAMES)
         aligned = self.pcd_align(
             (flat["f1"], flat["f2"], flat["f3"]), (flat["nbr_p1"], flat["nbr_p2"], flat["nbr_p3"]), refs
         )
