@@ -24,16 +24,16 @@ PAPER_SHAPES = ((5, 512, 512, 32, 40), (5, 512, 512, 16, 20), (5, 512, 512, 8, 1
 
 
 def import_plugin_lib() -> types.ModuleType:
-    """``esan.runtime.plugin_lib``, also when the package is not installed."""
+    """``esan.runtime.backends.plugin_lib``, also when the package is not installed."""
     try:
-        return importlib.import_module("esan.runtime.plugin_lib")
+        return importlib.import_module("esan.runtime.backends.plugin_lib")
     except ImportError:
         esan = sys.modules.setdefault("esan", types.ModuleType("esan"))
         esan.__path__ = []  # type: ignore[attr-defined]
         runtime = types.ModuleType("esan.runtime")
         runtime.__path__ = [str(REPO_ROOT / "runtime")]  # type: ignore[attr-defined]
         sys.modules["esan.runtime"] = runtime
-        return importlib.import_module("esan.runtime.plugin_lib")
+        return importlib.import_module("esan.runtime.backends.plugin_lib")
 
 
 def make_inputs(

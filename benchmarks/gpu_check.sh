@@ -19,12 +19,13 @@ mkdir -p "$OUT"
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
 
 # esan.* importable without installing: a namespace shim of symlinks when the package is not installed
-if ! timeout 60 python -c "import esan.runtime.bench" 2>/dev/null; then
+if ! timeout 60 python -c "import esan.bench.latency" 2>/dev/null; then
   SHIM="$OUT/.shim"
   mkdir -p "$SHIM/esan"
   ln -sfn "$REPO/train" "$SHIM/esan/train"
   ln -sfn "$REPO/export" "$SHIM/esan/export"
   ln -sfn "$REPO/runtime" "$SHIM/esan/runtime"
+  ln -sfn "$REPO/benchmarks" "$SHIM/esan/bench"
   export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
   log "esan-rt is not installed: using the source tree through $SHIM"
 fi

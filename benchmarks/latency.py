@@ -1,24 +1,371 @@
-"""Latency benchmark: naive vs cached streaming schedule (the same code as ``esan-rt bench``).
+"""``esan-rt bench`` / ``benchmarks/latency.py``: naive vs cached streaming latency, side by side.
 
-    python benchmarks/latency.py --preset paper --backend ort --device cpu --lookahead 8 --frames 8 --out DIR
+Both schedules get the same frames in the same process, interleaved in blocks of ``C`` frames
+(``C`` = the cached schedule's backward chunk; 1 by default) whose order alternates block by block,
+so load changes on a shared machine hit both alike. The pipeline fill (``L+T(+C-1)`` frames that
+produce no map yet) and ``--warmup`` further frames are pushed but not measured. One sample is the
+mean ms/frame of one block (with ``C = 1``: one push = one map). ``speedup`` = naive p50 / cached p50.
 
-Writes ``DIR/latency.json``, ``DIR/latency.md``, ``DIR/latency_over_time.png`` and ``DIR/stages.png``.
+Both schedules run on ``esan.runtime.core.processor.StreamProcessor``: the naive one on a
+``esan.bench.naive_torch.NaiveBackend`` (always exact, ``C = 1``), the cached one on a torch /
+ONNX Runtime / TensorRT backend; or both on the static-ring steppers of
+``esan.bench.torch_fast_paths``. Stage times are the wall times of the backend calls (the
+naive engine's calls: its ``2T+1`` re-encodes per frame count as ``encode``). FLOPs:
+``esan.bench.flops``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import shlex
 import sys
-from collections.abc import Sequence
+import time
+from pathlib import Path
+from typing import Any
 
-from esan.runtime.bench_args import add_bench_args
-from esan.runtime.clikit import run_handler
+import numpy as np
+
+from esan.bench import report as bench_report
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.fsutil import atomic_write_text
+
+STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward", "decode": "decode"}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+class StageClock:
+    """Proxy of a backend / naive engine that adds the wall time of each call to its stage.
+
+    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` are timed; every other
+    attribute (``config``, ``zero_state``, ``close``, ...) passes through.
+    """
+
+    def __init__(self, target: Any, sync: Any = None) -> None:
+        self._target, self._sync = target, sync
+        self.ms: dict[str, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name not in STAGE_OF and name != "step":
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            stage = STAGE_OF.get(name) or ("forward" if args[0] == "fwd" else "backward")
+            t0 = time.perf_counter()
+            out = attr(*args, **kwargs)
+            if self._sync is not None:
+                self._sync()
+            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+            return out
+
+        return timed
+
+
+class Runner:
+    """One schedule: ``push(frame)``, the stage times of the pushes so far (``clock.ms``) and ``close``.
+
+    ``processor`` is a ``StreamProcessor`` (``clock`` is then its backend) or a stepper (no stages).
+    """
+
+    def __init__(self, name: str, processor: Any, clock: StageClock | None, sync: Any, detail: str) -> None:
+        self.name, self.processor, self.clock, self.sync, self.detail = name, processor, clock, sync, detail
+        self.log: dict[str, Any] = {"samples_ms": [], "push_ms": [], "push_index": [], "warmup_ms": [],
+                                    "stage_sum_ms": {}, "detail": detail}  # fmt: skip
+
+    def push(self, frame: np.ndarray) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        out = self.processor.push(frame)
+        if self.sync is not None:
+            self.sync()
+        return (time.perf_counter() - t0) * 1e3, len(out)
+
+    def close(self) -> None:
+        """Close the backend (or stepper) behind this schedule."""
+        getattr(self.processor, "backend", self.processor).close()
+
+
+def _stream_runner(name: str, backend: Any, lookahead: int, chunk: int, sync: Any, detail: str) -> Runner:
+    """``StreamProcessor`` on ``backend``, every backend call timed by a ``StageClock``."""
+    from esan.runtime.core.processor import StreamProcessor
+
+    clock = StageClock(backend, sync)
+    return Runner(name, StreamProcessor(clock, lookahead, chunk), clock, sync, detail)
+
+
+def _naive_runner(engine: Any, cfg: Any, lookahead: int, sync: Any, detail: str) -> Runner:
+    """The naive schedule: ``StreamProcessor`` (C = 1) on a ``NaiveBackend`` whose engine calls are timed."""
+    from esan.bench.naive_torch import NaiveBackend
+    from esan.runtime.core.processor import StreamProcessor
+
+    clock = StageClock(engine, sync)
+    return Runner("naive", StreamProcessor(NaiveBackend(clock, cfg), lookahead, 1), clock, sync, detail)
+
+
+def random_model(preset: str, seed: int) -> Any:
+    """A seeded random ESAN of ``preset`` with small non-zero DCN offsets (sampling really moves)."""
+    import torch
+
+    from esan.train.config import ESANConfig
+    from esan.train.model import ESAN
+
+    torch.manual_seed(seed)
+    model = ESAN(ESANConfig.preset(preset)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "conv_offset_mask.weight" in name:
+                p.normal_(0.0, 0.5 / (p[0].numel() ** 0.5))
+    return model
+
+
+def source_key(args: argparse.Namespace) -> str:
+    from esan.runtime.core.bundle import sha256_file
+
+    return f"sha256:{sha256_file(args.checkpoint)}" if args.checkpoint else f"random:{args.preset}:seed{args.seed}"
+
+
+def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[Path, Path]:
+    """Export (or reuse) the cached bundle and the naive graphs for ``model`` under ``cache``."""
+    from esan.bench.naive_onnx import export_naive_graphs
+    from esan.export.onnx_export import export_bundle
+    from esan.train.checkpoint import save
+
+    key = {"source": source_key(args), "lookahead": args.lookahead, "precision": args.precision, "dcn": "standard"}
+    marker = cache / "bench_key.json"
+    bundle, naive = cache / "bundle", cache / "naive"
+    from esan.bench.naive_onnx import read_naive_manifest
+
+    reusable = marker.is_file() and (bundle / "manifest.json").is_file() and read_naive_manifest(naive) is not None
+    if reusable and json.loads(marker.read_text()) == key:
+        print(f"bench: reusing exported graphs in {cache}", flush=True)
+        return bundle, naive
+    cache.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    ckpt = Path(args.checkpoint) if args.checkpoint else save(cache / f"random-{args.preset}.pt", model, note="bench")
+    t0 = time.perf_counter()
+    print(f"bench: exporting the cached bundle and the naive graphs to {cache} ...", flush=True)
+    export_bundle(ckpt, bundle, lookahead=args.lookahead, precision=args.precision, verify=False, model=model,
+                  progress=lambda m: print(f"  {m}", flush=True))  # fmt: skip
+    export_naive_graphs(model, naive, args.precision, source_sha256=key["source"],
+                        progress=lambda m: print(f"  {m}", flush=True))  # fmt: skip
+    atomic_write_text(marker, json.dumps(key))
+    print(f"bench: export done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return bundle, naive
+
+
+def _torch_sync(device: str) -> Any:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.synchronize
+
+
+def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
+    """The naive and the cached runner for ``args`` (see the module docstring).
+
+    torch: every runner gets its own copy of ``model`` (the backends and steppers convert the model
+    they are given in place); ``model`` itself is left as it is.
+    """
+    cfg, L, C = model.cfg, args.lookahead, args.backward_chunk
+    if args.backend == "torch":
+        import torch
+
+        from esan.bench.naive_torch import TorchNaiveEngine
+        from esan.runtime.backends.torch_backend import TorchBackend
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        sync = _torch_sync(args.device)
+        fast = args.cuda_graph or args.channels_last
+        fast_opts = {"channels_last": args.channels_last, "cuda_graph": args.cuda_graph}
+        if fast:
+            from esan.bench.torch_fast_paths import CachedStepper
+
+            stepper = CachedStepper(copy.deepcopy(model), L, args.device, args.precision, **fast_opts)
+            cached = Runner("cached", stepper, None, sync, f"torch fast path ({stepper.describe()})")
+        else:
+            backend = TorchBackend(model=copy.deepcopy(model), device=args.device, precision=args.precision)
+            cached = _stream_runner("cached", backend, L, C, sync, "torch StreamProcessor (eager)")
+        if args.naive_fast_paths and fast:
+            from esan.bench.torch_fast_paths import NaiveStepper
+
+            stepper = NaiveStepper(copy.deepcopy(model), L, args.device, args.precision, **fast_opts)
+            naive = Runner("naive", stepper, None, sync, f"torch naive fast path ({stepper.describe()})")
+        else:
+            engine = TorchNaiveEngine(copy.deepcopy(model), args.device, args.precision)
+            naive = _naive_runner(engine, cfg, L, sync, "torch StreamProcessor on NaiveBackend (eager)")
+        return {"naive": naive, "cached": cached}
+    from esan.bench.naive_onnx import OrtNaiveEngine
+
+    cache = Path(args.bundle_cache) if args.bundle_cache else Path(args.out) / "bundles"
+    bundle, naive_dir = prepare_bundles(args, model, cache)
+    if args.backend == "ort":
+        from esan.runtime.backends.ort_backend import OrtBackend
+
+        backend: Any = OrtBackend(bundle, device=args.device, threads=args.threads)
+        naive_dev = args.device
+    else:  # trt: cached on our TensorRT engines, naive graphs on ONNX Runtime's TensorRT EP (untested here)
+        from esan.export import to_trt
+        from esan.runtime.backends.trt_backend import TrtBackend
+
+        ckpt = Path(args.checkpoint) if args.checkpoint else cache / f"random-{args.preset}.pt"
+        rc = to_trt.main([str(ckpt), "--out", str(bundle), "--precision", args.precision, "--lookahead", str(L)])
+        if rc != 0:
+            raise UserError(f"building the TensorRT engines for {bundle} failed (to_trt.py exit code {rc})")
+        backend, naive_dev = TrtBackend(bundle, device="cuda", lookahead=L), "tensorrt"
+    cached = _stream_runner("cached", backend, L, C, None, f"{args.backend} StreamProcessor ({bundle})")
+    try:
+        engine = OrtNaiveEngine(naive_dir, naive_dev, args.threads)
+    except BaseException:
+        cached.close()
+        raise
+    naive = _naive_runner(engine, cfg, L, None, f"ort StreamProcessor on NaiveBackend ({naive_dir})")
+    return {"naive": naive, "cached": cached}
+
+
+def synthetic_frames(n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
+    """``n`` RGB uint8 frames at the model's input size: a bright blob moving over smooth noise."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    base = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
+    base = np.kron(base, np.ones((8, 8, 1), np.float32))[:h, :w]
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for i in range(n):
+        cy, cx = h / 2 + h / 4 * np.sin(i / 5), w / 2 + w / 4 * np.cos(i / 7)
+        blob = 255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (min(h, w) / 10) ** 2))
+        frames.append(np.clip(0.6 * base + 0.6 * blob[..., None], 0, 255).astype(np.uint8))
+    return frames
+
+
+def _gpu_peak(device: str, backend: str) -> tuple[Any, Any]:
+    if not device.startswith("cuda") or backend != "torch":
+        return None, None
+    import torch
+
+    return torch.cuda.reset_peak_memory_stats, lambda: round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def measure(args: argparse.Namespace, runners: dict[str, Runner], frames: list[np.ndarray], fill: int) -> None:
+    """Push ``frames`` to both runners, interleaved in alternating blocks; fills each runner's log."""
+    block = args.backward_chunk
+    reset_peak, read_peak = _gpu_peak(args.device, args.backend)
+    names = list(runners)
+    for i in range(fill):  # pipeline fill + warm-up: pushed, timed, never counted
+        for name in names if i % 2 == 0 else names[::-1]:
+            runners[name].log["warmup_ms"].append(runners[name].push(frames[i])[0])
+    for r in runners.values():
+        if r.clock is not None:
+            r.clock.ms.clear()
+    n_blocks = (len(frames) - fill) // block
+    for b in range(n_blocks):
+        first = fill + b * block
+        for name in names if b % 2 == 0 else names[::-1]:
+            r = runners[name]
+            if reset_peak is not None:
+                reset_peak()
+            total = 0.0
+            for i in range(first, first + block):
+                ms, _ = r.push(frames[i])
+                total += ms
+                r.log["push_ms"].append(ms)
+                r.log["push_index"].append(i)
+            r.log["samples_ms"].append(total / block)
+            if read_peak is not None:
+                r.log["peak_gpu_mem_mb"] = max(r.log.get("peak_gpu_mem_mb") or 0.0, read_peak())
+        msg = ", ".join(f"{n} {runners[n].log['samples_ms'][-1]:.1f}" for n in names)
+        print(f"bench: block {b + 1}/{n_blocks} (frames {first}-{first + block - 1}): {msg} ms/frame", flush=True)
+    for r in runners.values():
+        if r.clock is not None:
+            r.log["stage_sum_ms"] = dict(r.clock.ms)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``esan-rt bench`` (and ``benchmarks/latency.py``)."""
+    t_start = time.perf_counter()
+    load_start = bench_report.load_average()
+    L, C = args.lookahead, args.backward_chunk
+    if L < 0 or C < 1 or args.frames < 1 or args.warmup < 0:
+        raise UserError("need --lookahead >= 0, --backward-chunk >= 1, --frames >= 1 and --warmup >= 0")
+    if args.backend == "trt" and args.device != "cuda":
+        raise UserError("--backend trt needs --device cuda")
+    if (args.cuda_graph or args.channels_last or args.naive_fast_paths) and args.backend != "torch":
+        raise UserError("--cuda-graph / --channels-last / --naive-fast-paths are torch-backend fast paths")
+    if args.cuda_graph and (args.device != "cuda" or C != 1):
+        raise UserError("--cuda-graph needs --device cuda and --backward-chunk 1")
+    if args.cuda_graph:  # the graph is captured on the first full-pipeline push: keep that push unmeasured
+        args.warmup = max(args.warmup, 1)
+    if args.checkpoint:
+        from esan.train.checkpoint import load
+
+        model = load(args.checkpoint)
+        preset = "checkpoint"
+    else:
+        model, preset = random_model(args.preset, args.seed), args.preset
+    cfg = model.cfg
+    runners = build_runners(args, model)
+    try:
+        rss_setup = bench_report.current_rss_mb()
+        for r in runners.values():
+            r.log["rss_after_setup_mb"] = rss_setup
+        delay = L + cfg.radius + C - 1
+        fill = delay + args.warmup
+        fill += (-(fill - delay)) % C  # measured blocks line up with chunk emissions
+        measured = -(-args.frames // C) * C
+        frames = synthetic_frames(fill + measured, tuple(cfg.input_size), args.seed)
+        print(f"bench: {preset} {args.backend}/{args.device}/{args.precision} L={L} C={C}: {fill} unmeasured + "
+              f"{measured} measured frames per schedule", flush=True)  # fmt: skip
+        measure(args, runners, frames, fill)
+    finally:
+        for r in runners.values():
+            r.close()
+    from esan.bench.flops import schedule_gflops
+
+    gflops = schedule_gflops(cfg, L, C)
+    gpu = None
+    if args.device == "cuda":
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    settings = {
+        "preset": preset, "checkpoint": args.checkpoint, "backend": args.backend, "device": args.device,
+        "precision": args.precision, "lookahead": L, "radius": cfg.radius, "backward_chunk": C,
+        "naive_backward_chunk": 1, "input_size": list(cfg.input_size), "measured_frames": measured,
+        "warmup_requested": args.warmup, "warmup_frames": fill, "block_frames": C, "threads": args.threads,
+        "cuda_graph": args.cuda_graph, "channels_last": args.channels_last,
+        "naive_fast_paths": args.naive_fast_paths, "seed": args.seed,
+        "interleaving": "alternating blocks of C frames, order swapped every block, same frames for both",
+    }  # fmt: skip
+    meta = {
+        "command": shlex.join(sys.argv), "argv": sys.argv, "machine": bench_report.machine_info(gpu),
+        "load_average": {"start": load_start, "end": bench_report.load_average()},
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "notes": [
+            "one sample = mean ms/frame over one block of C pushes (C = 1: one push = one map)",
+            "GFLOPs counted with FlopCounterMode (convs/matmuls) + explicit deform_conv2d count; "
+            "achieved GFLOP/s = GFLOPs per frame / p50",
+            "stage times are wall times of backend calls inside push; 'other' = letterboxing + Python overhead",
+        ]
+        + ([f"ORT constant-folds W_h*0 of the first step of the cached bwd_window graph: it executes L = {L} "
+            f"recurrent convs where the count assumes L+1"] if args.backend == "ort" and C == 1 else []),
+    }
+    report = bench_report.build_report(settings, {n: r.log for n, r in runners.items()}, gflops, meta)
+    written = bench_report.write_outputs(report, args.out, plots=not args.no_plots)
+    print(f"bench: naive p50 {report['naive_ms_p50']} ms/frame, cached p50 {report['cached_ms_p50']} ms/frame, "
+          f"speedup {report['speedup']}x (FLOP ratio {report['flops_ratio']}x); wrote {', '.join(written)} "
+          f"to {args.out}", flush=True)  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python benchmarks/latency.py``: the same options and outputs as ``esan-rt bench``."""
+    from esan.runtime.cli.bench_args import add_bench_args
+    from esan.runtime.core.clikit import run_handler
+
     p = argparse.ArgumentParser(prog="latency.py", description=__doc__.splitlines()[0])
     add_bench_args(p)
-    return run_handler("esan.runtime.bench:run", p.parse_args(argv), "latency.py")
+    return run_handler("esan.bench.latency:run", p.parse_args(argv), "latency.py")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from esan.runtime.bundle import Bundle, load_bundle
-from esan.runtime.errors import UserError
+from esan.runtime.core.bundle import Bundle, load_bundle
+from esan.runtime.core.errors import UserError
 
 BACKENDS = ("ort", "trt")
 
@@ -33,7 +33,7 @@ class _TrtRunner:
         import tensorrt as trt
         import torch
 
-        from esan.runtime.bundle import check_compatible
+        from esan.runtime.core.bundle import check_compatible
 
         check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__))  # one clear line if stale
         self.trt, self.torch, self.bundle = trt, torch, bundle
@@ -42,7 +42,7 @@ class _TrtRunner:
         # register those creators before deserializing, or the engines will not load.
         trt.init_libnvinfer_plugins(self.logger, "")
         if bundle.dcn == "plugin":
-            from esan.runtime import plugin_lib
+            from esan.runtime.backends import plugin_lib
 
             built_with = (bundle.manifest.get("engines") or {}).get("plugin_library")
             plugin_lib.load_plugin_library(built_with if built_with and Path(built_with).is_file() else None)

@@ -4,7 +4,7 @@
 (dy, dx) interleaved) is torchvision's; tests check this numerically with ONNX Runtime.
 
 ``plugin``: one node ``trt.plugins::ESANModulatedDeformConv2d`` for our TensorRT plugin, named by
-``esan.runtime.plugin_spec``: inputs (input, offset, mask, weight, bias), explicit (h, w) pair
+``esan.runtime.core.plugin_spec``: inputs (input, offset, mask, weight, bias), explicit (h, w) pair
 attributes ``stride``/``padding``/``dilation``, ints ``groups``/``deformable_groups``, and the
 ``plugin_version``/``plugin_namespace`` strings the TensorRT ONNX parser uses to find it. An ONNX
 schema for it is registered in-process so onnxscript can emit it and ``onnx.checker`` can check it.
@@ -24,7 +24,7 @@ from onnx.defs import OpSchema
 from onnxscript import opset19 as op19
 from onnxscript import values
 
-from esan.runtime import plugin_spec as ps
+from esan.runtime.core import plugin_spec as ps
 
 DCN_MODES = ("standard", "plugin")
 

@@ -3,7 +3,7 @@
 The math lives in ``esan.train.model.ESAN`` (``encode``, ``align``, ``cell_step``, ``decode``); the
 wrappers only adapt the contract's tensor layout and, for fp16 bundles, place the casts:
 
-* encoder: uint8 NHWC frame -> ImageNet normalisation in fp32 (exactly ``esan.runtime.letterbox.normalize``,
+* encoder: uint8 NHWC frame -> ImageNet normalisation in fp32 (exactly ``esan.runtime.core.letterbox.normalize``,
   padding zeroed *after* normalisation by the ``valid`` mask) -> backbone in the compute dtype;
 * cells: the projected input ``x`` and ``h`` travel in the compute dtype, the recurrent conv on ``h``
   runs in it too, but the gate sum, the nonlinearities and the cell state ``c`` stay fp32;

@@ -8,10 +8,10 @@ from typing import Any
 
 import onnx
 
-from esan.runtime import plugin_spec as ps
-from esan.runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
-from esan.runtime.fsutil import atomic_write_text
-from esan.runtime.version import package_version, utc_now
+from esan.runtime.core import plugin_spec as ps
+from esan.runtime.core.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+from esan.runtime.core.fsutil import atomic_write_text
+from esan.runtime.core.version import package_version, utc_now
 
 _ONNX_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
 

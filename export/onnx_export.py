@@ -25,8 +25,8 @@ import torch
 from esan.export import dcn_onnx, graphs, parity
 from esan.export.manifest_writer import build_manifest, graph_entry, write_manifest
 from esan.export.onnx_fold import fold_initializer_slices
-from esan.runtime.bundle import MANIFEST, sha256_file
-from esan.runtime.errors import UserError
+from esan.runtime.core.bundle import MANIFEST, sha256_file
+from esan.runtime.core.errors import UserError
 from esan.train import checkpoint
 from esan.train.model import ESAN
 

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from esan.runtime.errors import UserError
+from esan.runtime.core.errors import UserError
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from esan.export.to_onnx import add_export_args
-from esan.runtime.errors import UserError
+from esan.runtime.core.errors import UserError
 
 EXIT_MISSING = 3
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _reusable(out: Path, ckpt_sha: str, args: argparse.Namespace) -> bool:
     """True when ``out`` holds a valid bundle of this checkpoint with the requested options."""
-    from esan.runtime.bundle import load_bundle
+    from esan.runtime.core.bundle import load_bundle
 
     try:
         b = load_bundle(out)
@@ -52,7 +52,8 @@ def _plugin_library(arg: Path | None) -> Path:
             raise UserError(f"--plugin-lib {arg} does not exist")
         return arg
     try:
-        from esan.runtime import plugin_lib, plugin_spec
+        from esan.runtime.backends import plugin_lib
+        from esan.runtime.core import plugin_spec
     except ImportError as exc:
         raise UserError("a plugin bundle needs the DCN plugin library: pass --plugin-lib PATH") from exc
     try:
@@ -65,8 +66,8 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: tuple[str, str]
     """Build and record one engine per graph; the manifest is rewritten only after all succeeded."""
     from esan.export.manifest_writer import read_manifest, write_manifest
     from esan.export.trt_build import EngineBuilder
-    from esan.runtime.bundle import GRAPH_NAMES, sha256_file
-    from esan.runtime.fsutil import atomic_path
+    from esan.runtime.core.bundle import GRAPH_NAMES, sha256_file
+    from esan.runtime.core.fsutil import atomic_path
 
     manifest = read_manifest(out)
     if manifest.pop("engines", None) is not None:
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from esan.export.trt_build import INSTALL_HINT, gpu_info, import_tensorrt
-        from esan.runtime.bundle import sha256_file
+        from esan.runtime.core.bundle import sha256_file
 
         ckpt = Path(args.checkpoint)
         if not ckpt.is_file():

@@ -61,7 +61,7 @@ class EngineBuilder:
         self.logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(self.logger, "")  # built-in DeformConv plugin for standard bundles
         if plugin_lib is not None:
-            from esan.runtime.plugin_lib import load_plugin_library
+            from esan.runtime.backends.plugin_lib import load_plugin_library
 
             load_plugin_library(plugin_lib)  # idempotent: a second build in one process is fine
         self.builder = trt.Builder(self.logger)
@@ -117,7 +117,7 @@ class EngineBuilder:
     def save_timing_cache(self) -> None:
         if self.timing_cache_path is None:
             return
-        from esan.runtime.fsutil import atomic_path
+        from esan.runtime.core.fsutil import atomic_path
 
         with atomic_path(self.timing_cache_path) as tmp:
             tmp.write_bytes(bytes(self.config.get_timing_cache().serialize()))

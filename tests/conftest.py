@@ -28,7 +28,7 @@ def reference_maps(model, frames: list[np.ndarray], lookahead, backward_chunk: i
     """``ESAN.forward`` on the letterboxed clip: ``float32 [N, H/2, W/2]``."""
     import torch
 
-    from esan.runtime.letterbox import preprocess
+    from esan.runtime.core.letterbox import preprocess
 
     x = np.stack([preprocess(f, tuple(model.cfg.input_size))[0] for f in frames])
     with torch.inference_mode():

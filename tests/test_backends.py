@@ -17,9 +17,9 @@ import pytest
 from conftest import make_clip, reference_maps
 
 from esan.runtime.backends import open_backend
-from esan.runtime.bundle import GRAPH_NAMES
-from esan.runtime.errors import UserError
-from esan.runtime.processor import StreamProcessor
+from esan.runtime.core.bundle import GRAPH_NAMES
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.processor import StreamProcessor
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
@@ -323,7 +323,7 @@ def fake_tensorrt_module(bundle) -> types.ModuleType:
 
 def test_trt_backend_plumbing_exact(tiny_bundle, tiny_model, tmp_path, monkeypatch):
     """TrtBackend's buffers, pool, window stacking and bindings, exact vs ESAN.forward (simulated GPU)."""
-    from esan.runtime.bundle import load_bundle
+    from esan.runtime.core.bundle import load_bundle
 
     root = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, root)

@@ -58,7 +58,8 @@ def test_ratio_is_computed_from_the_measured_samples(bench_out):
 
 
 def test_cli_registers_bench():
-    from esan.runtime.cli import COMMANDS, main
+    from esan.runtime.cli import main
+    from esan.runtime.cli.commands import COMMANDS
 
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--help"])
@@ -66,7 +67,7 @@ def test_cli_registers_bench():
 
 
 def test_dcn_flop_formula():
-    from esan.runtime.bench_flops import BILINEAR_FLOPS, dcn_flops
+    from esan.bench.flops import BILINEAR_FLOPS, dcn_flops
 
     got = dcn_flops((2, 16, 8, 8), (32, 8, 3, 3), (2, 36, 8, 8), (2, 18, 8, 8), (32,), out_shape=(2, 32, 6, 7))
     assert got == 2 * 2 * 32 * 8 * 9 * 6 * 7 + BILINEAR_FLOPS * 2 * 16 * 9 * 6 * 7
@@ -76,7 +77,7 @@ def test_counted_flops_match_layer_shapes():
     """FlopCounterMode on meta tensors vs conv shapes: cells, encoder backbone, and the DCN's explicit count."""
     import torch
 
-    from esan.runtime.bench_flops import BILINEAR_FLOPS, count, stage_flops
+    from esan.bench.flops import BILINEAR_FLOPS, count, stage_flops
     from esan.train.config import ESANConfig
     from esan.train.model import ESAN
 
@@ -131,8 +132,8 @@ def test_cuda_graph_needs_cuda(tmp_path, capsys):
 
 
 def test_stats_extend_the_report_percentiles():
-    from esan.runtime.bench_report import stats
-    from esan.runtime.report import percentiles
+    from esan.bench.report import stats
+    from esan.runtime.io.report import percentiles
 
     v = [1.0, 2.0, 4.0, 8.0]
     s = stats(v)
@@ -146,7 +147,7 @@ def test_stats_extend_the_report_percentiles():
 def test_shift_in_drops_the_oldest_slot():
     import torch
 
-    from esan.runtime.backends.torch_cuda_graph import _shift_in
+    from esan.bench.torch_fast_paths import _shift_in
 
     ring = torch.zeros(3, 2)
     _shift_in(ring, torch.full((1, 2), 1.0), first=True)

@@ -1,4 +1,4 @@
-"""Bundle manifest validation and compatibility rules (esan.runtime.bundle), on synthetic bundles."""
+"""Bundle manifest validation and compatibility rules (esan.runtime.core.bundle), on synthetic bundles."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from esan.runtime.bundle import GRAPH_NAMES, check_compatible, load_bundle, sha256_file
-from esan.runtime.errors import UserError
+from esan.runtime.core.bundle import GRAPH_NAMES, check_compatible, load_bundle, sha256_file
+from esan.runtime.core.errors import UserError
 
 CONFIG = {"input_size": [64, 96], "radius": 2, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
@@ -133,5 +133,5 @@ def test_trt_needs_matching_engines(tmp_path):
 
 
 def test_bundle_module_is_torch_free():
-    code = "import sys, esan.runtime.bundle; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, esan.runtime.core.bundle; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

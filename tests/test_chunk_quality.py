@@ -30,8 +30,8 @@ def test_load_clips_natural_order_and_unreadable_frame(tmp_path):
     import cv2
     import numpy as np
 
-    from esan.runtime.bench_chunk import load_clips
-    from esan.runtime.errors import UserError
+    from esan.bench.chunk_quality import load_clips
+    from esan.runtime.core.errors import UserError
 
     images = tmp_path / "v1" / "images"
     images.mkdir(parents=True)

@@ -37,7 +37,7 @@ def frames(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def l8_bundle(tiny_checkpoint: Path, _shared_cache: Path) -> Path:
-    from esan.runtime.cache import ensure_bundle
+    from esan.export.bundle_cache import ensure_bundle
 
     return ensure_bundle(tiny_checkpoint, 8, "fp32", "standard", log=lambda m: None)
 

@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from esan.runtime import demo
-from esan.runtime.cli import main
+from esan.runtime.cli import demo, main
 
 
 @pytest.fixture(autouse=True)

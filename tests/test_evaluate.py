@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from esan.runtime.letterbox import map_box
+from esan.runtime.core.letterbox import map_box
 from esan.train import checkpoint
 from esan.train.cli import main as cli_main
 from esan.train.config import ESANConfig

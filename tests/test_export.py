@@ -13,9 +13,9 @@ pytest.importorskip("onnxscript")
 
 from esan.export import dcn_onnx, graphs, parity  # noqa: E402
 from esan.export.onnx_export import export_bundle  # noqa: E402
-from esan.runtime import plugin_spec as ps  # noqa: E402
-from esan.runtime.bundle import GRAPH_NAMES, load_bundle  # noqa: E402
-from esan.runtime.errors import UserError  # noqa: E402
+from esan.runtime.core import plugin_spec as ps  # noqa: E402
+from esan.runtime.core.bundle import GRAPH_NAMES, load_bundle  # noqa: E402
+from esan.runtime.core.errors import UserError  # noqa: E402
 
 LOOKAHEAD = 2
 
@@ -173,13 +173,13 @@ def test_manifest_matches_contract(tiny_bundle, tiny_checkpoint):
     assert set(man["graphs"]) == set(GRAPH_NAMES) and "engines" not in man
     assert man["normalization"]["in_graph"] is True and man["opset"] >= 19
     assert man["plugin"] is None and man["fp32_parts"] == []
-    from esan.runtime.bundle import sha256_file
+    from esan.runtime.core.bundle import sha256_file
 
     assert man["source_checkpoint"]["sha256"] == sha256_file(tiny_checkpoint)
 
 
 def test_encoder_normalises_like_letterbox(tiny_bundle, tiny_model):
-    from esan.runtime.letterbox import letterbox, normalize, valid_mask
+    from esan.runtime.core.letterbox import letterbox, normalize, valid_mask
 
     frame = np.random.default_rng(5).integers(0, 256, (50, 120, 3), dtype=np.uint8)
     canvas, box = letterbox(frame, (64, 96))

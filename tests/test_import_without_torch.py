@@ -22,7 +22,7 @@ def run_without_torch(code: str) -> subprocess.CompletedProcess:
     )
 
 
-TORCH_MODULES = {"backends.torch_backend", "bench_naive"}  # torch by design
+TORCH_MODULES = {"backends.torch_backend"}  # torch by design
 
 
 def test_every_runtime_module_imports_without_torch():
@@ -33,7 +33,7 @@ def test_every_runtime_module_imports_without_torch():
         if p.name != "__init__.py"
     )
     names = [n for n in names if n not in TORCH_MODULES]
-    assert "processor" in names and "backends.ort_backend" in names
+    assert "core.processor" in names and "backends.ort_backend" in names and "cli.stream" in names
     code = "import importlib\n" + "".join(f"importlib.import_module('esan.runtime.{n}')\n" for n in names)
     proc = run_without_torch(code + "assert sys.modules['torch'] is None\nprint('ok')\n")
     assert proc.returncode == 0, proc.stderr
@@ -44,7 +44,7 @@ def test_torch_backend_without_torch_is_one_clear_error(tmp_path):
     proc = run_without_torch(
         f"""
         from esan.runtime.backends import open_backend
-        from esan.runtime.errors import UserError
+        from esan.runtime.core.errors import UserError
         try:
             open_backend('torch', checkpoint={str(tmp_path / "x.pt")!r})
         except UserError as exc:
@@ -60,7 +60,7 @@ def test_ort_streaming_without_torch(tiny_bundle):
         f"""
         import numpy as np
         from esan.runtime.backends import open_backend
-        from esan.runtime.processor import StreamProcessor
+        from esan.runtime.core.processor import StreamProcessor
         proc = StreamProcessor(open_backend('ort', bundle_dir={str(tiny_bundle)!r}, threads=1), lookahead=2)
         rng = np.random.default_rng(0)
         results = []

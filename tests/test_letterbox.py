@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from esan.runtime.letterbox import Box, fit_box, letterbox, map_box, normalize, unletterbox, valid_mask
+from esan.runtime.core.letterbox import Box, fit_box, letterbox, map_box, normalize, unletterbox, valid_mask
 
 
 @pytest.mark.parametrize("src", [(480, 640), (360, 480), (720, 1280), (1000, 300), (97, 211)])

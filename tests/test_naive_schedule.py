@@ -22,17 +22,17 @@ def stream(processor, frames) -> np.ndarray:
 
 def naive_processor(engine, model, lookahead):
     """The naive schedule: the real ``StreamProcessor`` on a ``NaiveBackend`` (C = 1)."""
-    from esan.runtime.bench_naive import NaiveBackend
-    from esan.runtime.processor import StreamProcessor
+    from esan.bench.naive_torch import NaiveBackend
+    from esan.runtime.core.processor import StreamProcessor
 
     return StreamProcessor(NaiveBackend(engine, model.cfg), lookahead, backward_chunk=1)
 
 
 @pytest.mark.parametrize(("n", "lookahead"), [(7, 0), (7, 2), (3, 8)])
 def test_torch_naive_equals_cached_and_reference(tiny_model, n, lookahead):
+    from esan.bench.naive_torch import TorchNaiveEngine
     from esan.runtime.backends.torch_backend import TorchBackend
-    from esan.runtime.bench_naive import TorchNaiveEngine
-    from esan.runtime.processor import StreamProcessor
+    from esan.runtime.core.processor import StreamProcessor
 
     frames = make_clip(n, seed=n + lookahead)
     naive = stream(naive_processor(TorchNaiveEngine(tiny_model), tiny_model, lookahead), frames)
@@ -44,22 +44,22 @@ def test_torch_naive_equals_cached_and_reference(tiny_model, n, lookahead):
 @pytest.mark.parametrize("cls_name", ["CachedStepper", "NaiveStepper"])
 def test_fast_path_steppers_eager_on_cpu(tiny_model, cls_name):
     """The static-ring steppers behind --cuda-graph / --channels-last (eager here) give the reference maps."""
-    from esan.runtime.backends import torch_cuda_graph
+    from esan.bench import torch_fast_paths
 
     lookahead = 2
     frames = make_clip(8, seed=5)
     ref = reference_maps(tiny_model, frames, lookahead)
     model = copy.deepcopy(tiny_model)  # the steppers take ownership (channels_last converts it in place)
-    stepper = getattr(torch_cuda_graph, cls_name)(model, lookahead, "cpu", "fp32", channels_last=True)
+    stepper = getattr(torch_fast_paths, cls_name)(model, lookahead, "cpu", "fp32", channels_last=True)
     got = [m for f in frames for m in stepper.push(f)]
     assert len(got) == len(frames) - lookahead - tiny_model.cfg.radius
     assert np.abs(np.stack(got) - ref[: len(got)]).max() <= 1e-4
 
 
 def test_ort_naive_graphs_equal_cached_bundle(tiny_model, tiny_bundle, tmp_path):
+    from esan.bench.naive_onnx import OrtNaiveEngine, export_naive_graphs, read_naive_manifest
     from esan.runtime.backends.ort_backend import OrtBackend
-    from esan.runtime.bench_naive_onnx import OrtNaiveEngine, export_naive_graphs, read_naive_manifest
-    from esan.runtime.processor import StreamProcessor
+    from esan.runtime.core.processor import StreamProcessor
 
     naive_dir = export_naive_graphs(tiny_model, tmp_path / "naive", progress=lambda m: None)
     assert read_naive_manifest(naive_dir)["graphs"]["naive_aligner"] == "naive_aligner.onnx"
@@ -73,9 +73,9 @@ def test_ort_naive_graphs_equal_cached_bundle(tiny_model, tiny_bundle, tmp_path)
 
 def test_naive_backend_stages_are_the_engine_calls(tiny_model):
     """Through the bench's StageClock: 2T+1 naive encodes per aligned frame, L+1 backward steps per map."""
-    from esan.runtime.bench import StageClock
-    from esan.runtime.bench_naive import NaiveBackend, TorchNaiveEngine
-    from esan.runtime.processor import StreamProcessor
+    from esan.bench.latency import StageClock
+    from esan.bench.naive_torch import NaiveBackend, TorchNaiveEngine
+    from esan.runtime.core.processor import StreamProcessor
 
     calls = {}
 

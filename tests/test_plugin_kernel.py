@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esan.runtime import plugin_lib, plugin_spec
+from esan.runtime.backends import plugin_lib
+from esan.runtime.core import plugin_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO_ROOT / "plugins" / "modulated_deform_conv"

@@ -1,7 +1,7 @@
 """StreamProcessor: streamed maps equal ``ESAN.forward`` (DESIGN.md section 2) on every CPU backend.
 
 Frames are 50x120 (wider than the tiny model's 64x96), so letterboxing pads and the valid mask
-matters; the reference clip is built with ``esan.runtime.letterbox.preprocess``.
+matters; the reference clip is built with ``esan.runtime.core.letterbox.preprocess``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import BUNDLE_LOOKAHEAD, make_clip, reference_maps
 
-from esan.runtime.backends.base import Backend
-from esan.runtime.letterbox import map_box
-from esan.runtime.processor import STAGES, StreamProcessor, StreamResult
+from esan.runtime.core.backend_api import Backend
+from esan.runtime.core.letterbox import map_box
+from esan.runtime.core.processor import STAGES, StreamProcessor, StreamResult
 
 TOL = 1e-4
 T = 2  # tiny preset radius

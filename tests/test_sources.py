@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-from esan.runtime.errors import UserError
-from esan.runtime.letterbox import map_box
-from esan.runtime.outputs import OutputOptions, Outputs, check_outputs
-from esan.runtime.processor import StreamResult
-from esan.runtime.sources import FrameSource, SourceEnded, open_folder, open_source, open_url, redact_url
-from esan.runtime.stream import run_stream
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.letterbox import map_box
+from esan.runtime.core.processor import StreamResult
+from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs
+from esan.runtime.io.pipeline import run_stream
+from esan.runtime.io.sources import FrameSource, SourceEnded, open_folder, open_source, open_url, redact_url
 
 IN_HW, OUT_HW = (64, 96), (32, 48)
 
@@ -185,7 +185,8 @@ def test_ctrl_c_flushes_and_finalises(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from esan.runtime import cli, stream_cli
+    from esan.runtime import cli
+    from esan.runtime.cli import stream as stream_cli
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -256,7 +257,7 @@ class FakeCapture:
 
 
 def test_camera_disconnect_and_no_frame(monkeypatch: pytest.MonkeyPatch) -> None:
-    from esan.runtime import sources
+    from esan.runtime.io import sources
 
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture)
     cam = open_source(camera=0, queue_size=16)
@@ -276,7 +277,8 @@ def test_camera_disconnect_and_no_frame(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_show_without_display_degrades(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from esan.runtime import cli, stream_cli
+    from esan.runtime import cli
+    from esan.runtime.cli import stream as stream_cli
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -293,7 +295,7 @@ def test_show_without_display_degrades(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_plot_skipped_with_a_note_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from esan.runtime import plot
+    from esan.runtime.io import plot
 
     monkeypatch.setattr(plot, "have_matplotlib", lambda: False)
     src = FrameSource(counter_reader(3), name="f", kind="video", live=False, fps=25)

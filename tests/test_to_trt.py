@@ -28,7 +28,7 @@ def test_to_trt_without_tensorrt(tiny_checkpoint, tmp_path):
     assert proc.returncode == 3, proc.stderr
     err_lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(err_lines) == 1 and "TensorRT" in err_lines[0] and "pip install 'esan-rt[trt]'" in err_lines[0]
-    from esan.runtime.bundle import load_bundle
+    from esan.runtime.core.bundle import load_bundle
 
     bundle = load_bundle(out)
     assert bundle.precision == "fp16" and bundle.lookahead == 1 and bundle.engines is None
@@ -113,7 +113,7 @@ def test_build_engines_with_a_fake_tensorrt(tiny_bundle, tiny_checkpoint, tmp_pa
     import shutil
 
     from esan.export import to_trt, trt_build
-    from esan.runtime.bundle import check_compatible, load_bundle
+    from esan.runtime.core.bundle import check_compatible, load_bundle
 
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)

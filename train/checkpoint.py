@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from esan.runtime.fsutil import atomic_path
-from esan.runtime.version import package_version, utc_now
+from esan.runtime.core.fsutil import atomic_path
+from esan.runtime.core.version import package_version, utc_now
 from esan.train.config import ESANConfig
 from esan.train.errors import UserError
 from esan.train.model import ESAN

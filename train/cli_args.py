@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from esan.train.cli import COMMANDS
+from esan.train.commands import COMMANDS
 
 
 def _convert_args(p: argparse.ArgumentParser) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from esan.runtime.framefiles import IMAGE_EXTS, natural_key
-from esan.runtime.letterbox import Box, letterbox_map, preprocess
+from esan.runtime.core.framefiles import IMAGE_EXTS, natural_key
+from esan.runtime.core.letterbox import Box, letterbox_map, preprocess
 from esan.train.errors import UserError
 
 SETTINGS: dict[str, tuple[str, ...]] = {
@@ -164,7 +164,7 @@ def read_fixations(path: Path) -> np.ndarray:
 
 def letterbox_fixations(fix: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, Box]:
     """Move each fixation onto the letterboxed canvas (no blurring; points are kept)."""
-    from esan.runtime.letterbox import fit_box
+    from esan.runtime.core.letterbox import fit_box
 
     box = fit_box(fix.shape[:2], size_hw)
     out = np.zeros(size_hw, np.float32)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from esan.runtime.errors import UserError
+from esan.runtime.core.errors import UserError
 
 __all__ = ["UserError"]

@@ -175,7 +175,7 @@ def main(args) -> int:
     if skipped:
         print(f"  {skipped} frame(s) skipped by some metric (no fixations or a constant map)")
     if args.out:
-        from esan.runtime.fsutil import atomic_write_text
+        from esan.runtime.core.fsutil import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(_clean(result), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.out}")

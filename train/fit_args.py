@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from esan.train.cli import COMMANDS
+from esan.train.commands import COMMANDS
 
 
 def parse_lookahead(text: str | int | None) -> int | None:

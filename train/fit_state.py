@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from esan.runtime.fsutil import atomic_path
+from esan.runtime.core.fsutil import atomic_path
 from esan.train import checkpoint
 from esan.train.errors import UserError
 from esan.train.model import ESAN

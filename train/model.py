@@ -21,7 +21,7 @@ DIRECTIONS = ("fwd", "bwd")
 
 
 def normalize_uint8_frames(frame: Tensor, valid: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """In-graph twin of ``esan.runtime.letterbox.normalize``: uint8 NHWC ``frame`` and ``valid`` ->
+    """In-graph twin of ``esan.runtime.core.letterbox.normalize``: uint8 NHWC ``frame`` and ``valid`` ->
     float32 NCHW ``(x/255 - mean)/std``, zero on the padding. ``mean``/``std``: float32 ``[3]``.
     """
     x = (frame.to(torch.float32) / 255.0 - mean) / std * valid.to(torch.float32)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from esan.runtime.letterbox import Box, map_box, normalize, unletterbox
-from esan.runtime.letterbox import letterbox as letterbox_frame
+from esan.runtime.core.letterbox import Box, map_box, normalize, unletterbox
+from esan.runtime.core.letterbox import letterbox as letterbox_frame
 from esan.train.model import ESAN, REFERENCE_NAMES, WINDOW_NAMES, window_indices
 
 FramesFn = Callable[[Sequence[int]], Tensor]  # frame indices -> normalised [k, 3, H, W]
@@ -158,7 +158,7 @@ def resolve_device(name: str | None) -> torch.device:
 
 def read_source(source: str | Path, input_hw: tuple[int, int]) -> tuple[FrameStore, list[str]]:
     """Frames of a video file or a folder of images (natural order) and the output file names."""
-    from esan.runtime.framefiles import IMAGE_EXTS, list_frames
+    from esan.runtime.core.framefiles import IMAGE_EXTS, list_frames
     from esan.train.data import read_frame
     from esan.train.errors import UserError
 
@@ -193,7 +193,7 @@ def main(args) -> int:
 
     Pixel value = round(255 * map) (the model's (0, 1) output, not renormalised per frame).
     """
-    from esan.runtime.fsutil import check_writable_dir
+    from esan.runtime.core.fsutil import check_writable_dir
     from esan.train import checkpoint
     from esan.train.errors import UserError
     from esan.train.fit_args import parse_lookahead

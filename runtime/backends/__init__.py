@@ -15,11 +15,11 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from esan.runtime.backends.base import Backend, BackendConfig
-from esan.runtime.errors import UserError
+from esan.runtime.core.backend_api import Backend, BackendConfig
+from esan.runtime.core.errors import UserError
 
 if TYPE_CHECKING:
-    from esan.runtime.bundle import Bundle
+    from esan.runtime.core.bundle import Bundle
 
 __all__ = ["KINDS", "Backend", "BackendConfig", "open_backend"]
 
@@ -67,7 +67,7 @@ def open_backend(
     if bundle_dir is None:
         hint = "export one with `python export/to_onnx.py CKPT --out DIR --lookahead L`"
         raise UserError(f"the {k} backend needs a bundle directory (--bundle DIR); {hint}")
-    from esan.runtime.bundle import Bundle, load_bundle, rebuild_command
+    from esan.runtime.core.bundle import Bundle, load_bundle, rebuild_command
 
     bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
     if precision and precision != bundle.precision:

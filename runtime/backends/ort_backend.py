@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from esan.runtime.backends.base import (
+from esan.runtime.core.backend_api import (
     REFERENCE_INPUTS,
     WINDOW_INPUTS,
     Array,
@@ -30,8 +30,8 @@ from esan.runtime.backends.base import (
     State,
     check_direction,
 )
-from esan.runtime.bundle import Bundle, check_compatible, load_bundle, rebuild_command
-from esan.runtime.errors import UserError
+from esan.runtime.core.bundle import Bundle, check_compatible, load_bundle, rebuild_command
+from esan.runtime.core.errors import UserError
 
 try:
     import onnxruntime as ort
@@ -69,7 +69,7 @@ def providers_for(device: str, bundle: Bundle, plugin_lib: str | os.PathLike | N
                 "device 'tensorrt' needs ONNX Runtime's TensorRT execution provider, but this onnxruntime "
                 f"has only {', '.join(available)}: pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt"
             )
-        from esan.runtime.cache import cache_root
+        from esan.runtime.core.cache_paths import cache_root
 
         key = hashlib.sha256(str(bundle.root.resolve()).encode()).hexdigest()[:16]
         engine_cache = cache_root().parent / "ort-trt" / key
@@ -89,8 +89,8 @@ def providers_for(device: str, bundle: Bundle, plugin_lib: str | os.PathLike | N
 
 
 def _plugin_path(plugin_lib: str | os.PathLike | None) -> Path:
-    from esan.runtime import plugin_lib as plib
-    from esan.runtime.plugin_spec import PLUGIN_LIBRARY_BASENAME
+    from esan.runtime.backends import plugin_lib as plib
+    from esan.runtime.core.plugin_spec import PLUGIN_LIBRARY_BASENAME
 
     if plugin_lib is not None:
         path = Path(plugin_lib)

@@ -4,7 +4,7 @@ The reference for every other backend. torch is imported here only, so the rest 
 imports without it. CPU or CUDA, fp32 or fp16 (weights and activations ``.half()``; the LSTM cell
 state ``c``, the gate sum and its nonlinearities stay fp32, the hidden state ``h`` fed back is fp16,
 the decoder runs in fp32 — the same casts as the fp16 ONNX graphs of ``esan.export.graphs``).
-Normalisation is exactly ``esan.runtime.letterbox.normalize``: ``(x / 255 - mean) / std`` in fp32,
+Normalisation is exactly ``esan.runtime.core.letterbox.normalize``: ``(x / 255 - mean) / std`` in fp32,
 then zero on the padding (via the valid mask).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from esan.runtime.backends.base import (
+from esan.runtime.core.backend_api import (
     REFERENCE_INPUTS,
     WINDOW_INPUTS,
     Array,
@@ -26,7 +26,7 @@ from esan.runtime.backends.base import (
     State,
     check_direction,
 )
-from esan.runtime.errors import UserError
+from esan.runtime.core.errors import UserError
 from esan.train.model import normalize_uint8_frames
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from esan.runtime.backends.base import (
+from esan.runtime.core.backend_api import (
     REFERENCE_INPUTS,
     WINDOW_INPUTS,
     Array,
@@ -35,8 +35,8 @@ from esan.runtime.backends.base import (
     State,
     check_direction,
 )
-from esan.runtime.bundle import Bundle, check_compatible, load_bundle
-from esan.runtime.errors import UserError
+from esan.runtime.core.bundle import Bundle, check_compatible, load_bundle
+from esan.runtime.core.errors import UserError
 
 INSTALL_HINT = "pip install 'esan-rt[trt]' (tensorrt>=10.1 and cuda-python on a machine with an NVIDIA GPU)"
 
@@ -205,7 +205,7 @@ class TrtBackend(Backend):
             # deserialize_cuda_engine, or deserialization fails ("IPluginCreator not found in Plugin Registry").
             trt.init_libnvinfer_plugins(self._logger, "")
             if bundle.dcn == "plugin":
-                from esan.runtime.plugin_lib import load_plugin_library
+                from esan.runtime.backends.plugin_lib import load_plugin_library
 
                 try:
                     self._plugin = load_plugin_library(plugin_lib)

@@ -6,16 +6,16 @@ with the *plain* concat convs, fused to ``A_t``, and the forward cell runs its p
 ``cat(A_t, h)``. Per output ``u`` (once ``A_{u+L}`` exists): the backward window is recomputed from
 zero, ``L+1`` plain-conv steps on ``cat(A_j, h)`` (the ``A_j`` are kept from earlier frames).
 
-The schedule itself is ``esan.runtime.processor.StreamProcessor`` (``backward_chunk=1``) on a
+The schedule itself is ``esan.runtime.core.processor.StreamProcessor`` (``backward_chunk=1``) on a
 ``NaiveBackend``: its ``encode`` only keeps the letterboxed frame, its ``align`` re-encodes the
 window and runs the naive aligner, returning ``(A_t, A_t)``, and it has no ``backward_window`` (so
 the processor runs ``L+1`` steps). A ``NaiveBackend`` drives a ``NaiveEngine`` (torch:
-``TorchNaiveEngine``; ONNX Runtime: ``esan.runtime.bench_naive_onnx.OrtNaiveEngine``), whose calls
+``TorchNaiveEngine``; ONNX Runtime: ``esan.bench.naive_onnx.OrtNaiveEngine``), whose calls
 are the naive schedule's stages (``encode`` is one frame, run ``2T+1`` times per ``align``).
 
 Nothing is cached except raw frames, ``A_j`` and ``Hf_j``; results equal the cached schedule's up to
 float rounding. The torch modules below are also what the ONNX "naive" graphs export
-(``esan.runtime.bench_naive_onnx``). torch is imported lazily.
+(``esan.bench.naive_onnx``). torch is imported lazily.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from esan.runtime.backends.base import Array, Backend, BackendConfig, Entry, State, check_direction
+from esan.runtime.core.backend_api import Array, Backend, BackendConfig, Entry, State, check_direction
 
 NAIVE_GRAPHS = ("naive_encoder", "naive_aligner", "naive_cell_fwd", "naive_cell_bwd", "decoder")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from esan.runtime.letterbox import Box, unletterbox
+from esan.runtime.core.letterbox import Box, unletterbox
 
 
 def map_to_frame(saliency: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> np.ndarray:

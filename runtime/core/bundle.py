@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esan.runtime.errors import UserError
+from esan.runtime.core.errors import UserError
 
 FORMAT = "esan-rt-bundle"
 FORMAT_VERSION = 1

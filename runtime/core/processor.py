@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from esan.runtime.backends.base import Array, Backend, Entry
-from esan.runtime.letterbox import Box, letterbox, unletterbox, valid_mask
+from esan.runtime.core.backend_api import Array, Backend, Entry
+from esan.runtime.core.letterbox import Box, letterbox, unletterbox, valid_mask
 
 STAGES = ("preprocess", "encode", "align", "forward", "backward", "decode")
 

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from esan.runtime.outputs import Outputs
-from esan.runtime.report import LatencyLog, percentiles
-from esan.runtime.sources import Frame, FrameSource
+from esan.runtime.io.outputs import Outputs
+from esan.runtime.io.report import LatencyLog, percentiles
+from esan.runtime.io.sources import Frame, FrameSource
 
 
 class Processor(Protocol):

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from esan.runtime.fsutil import atomic_write_text
-from esan.runtime.version import package_version, utc_now
+from esan.runtime.core.fsutil import atomic_write_text
+from esan.runtime.core.version import package_version, utc_now
 
 PERCENTILES = (50, 95, 99)
 

@@ -56,7 +56,7 @@ def stage_flops(cfg: Any, device: str = "meta") -> dict[str, dict[str, int]]:
     """
     import torch
 
-    from esan.runtime.bench_naive import build_naive_modules
+    from esan.bench.naive_torch import build_naive_modules
     from esan.train.model import ESAN, FEATURE_NAMES, REFERENCE_NAMES, WINDOW_NAMES
 
     dev = torch.device(device)

@@ -17,10 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from esan.runtime.errors import UserError
-from esan.runtime.fsutil import check_writable_dir
-from esan.runtime.overlay import map_to_frame, overlay, put_status, to_uint8
-from esan.runtime.report import LatencyLog, build_report, write_report
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.fsutil import check_writable_dir
+from esan.runtime.io.overlay import map_to_frame, overlay, put_status, to_uint8
+from esan.runtime.io.report import LatencyLog, build_report, write_report
 
 MAP_FORMATS = ("npy", "png")
 QUIT_KEYS = (ord("q"), ord("Q"), 27)
@@ -192,7 +192,7 @@ class Outputs:
             report["outputs"].update(maps_written=self.maps_written, video_frames=self.video_frames)
             write_report(self.opts.report, report)
         if self.opts.plot:
-            from esan.runtime.plot import save_latency_plot
+            from esan.runtime.io.plot import save_latency_plot
 
             title = f"{self.meta.get('backend')} {self.meta.get('precision')} L={self.meta.get('lookahead')}"
             note = save_latency_plot(log, self.opts.plot, title=title)

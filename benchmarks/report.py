@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from esan.runtime.fsutil import atomic_write_text
-from esan.runtime.report import percentiles
-from esan.runtime.version import package_version, utc_now
+from esan.runtime.core.fsutil import atomic_write_text
+from esan.runtime.core.version import package_version, utc_now
+from esan.runtime.io.report import percentiles
 
 SCHEDULES = ("naive", "cached")
 VERSIONED = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "onnx", "tensorrt",
@@ -23,7 +23,7 @@ VERSIONED = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", 
 
 
 def stats(samples_ms: list[float] | np.ndarray) -> dict[str, float | int | None]:
-    """``esan.runtime.report.percentiles`` (p50/p95/p99, mean, max) plus std, IQR, min and count."""
+    """``esan.runtime.io.report.percentiles`` (p50/p95/p99, mean, max) plus std, IQR, min and count."""
     v = np.asarray(samples_ms, np.float64)
     out: dict[str, float | int | None] = dict(percentiles(v))
     if v.size == 0:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from esan.runtime.errors import UserError
+from esan.runtime.core.errors import UserError
 
 AddArgs = Callable[[argparse.ArgumentParser], None]
 

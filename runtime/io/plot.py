@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from esan.runtime.fsutil import atomic_path
-from esan.runtime.report import LatencyLog
+from esan.runtime.core.fsutil import atomic_path
+from esan.runtime.io.report import LatencyLog
 
 
 def have_matplotlib() -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plugin_spec
+from esan.runtime.core import plugin_spec
 
 ENV_PLUGIN_DIR = "ESAN_PLUGIN_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from esan.runtime.errors import UserError
-from esan.runtime.outputs import OutputOptions, Outputs, check_outputs
-from esan.runtime.sources import FrameSource, open_source, redact_url
-from esan.runtime.stream import StreamSummary, run_stream
+from esan.runtime.core.errors import UserError
+from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs
+from esan.runtime.io.pipeline import StreamSummary, run_stream
+from esan.runtime.io.sources import FrameSource, open_source, redact_url
 
 BACKENDS = ("ort", "trt", "torch")
 DCN_MODE = "standard"
@@ -39,7 +39,7 @@ def resolve_bundle(
         if not (path / "manifest.json").is_file():
             raise UserError(f"{path} is not a bundle (no manifest.json); export one with export/to_onnx.py")
         return path
-    from esan.runtime.cache import ensure_bundle, ensure_engines
+    from esan.export.bundle_cache import ensure_bundle, ensure_engines
 
     path = ensure_bundle(checkpoint, lookahead, precision, DCN_MODE, log=_log)
     if backend == "trt":
@@ -53,7 +53,7 @@ def check_bundle(path: Path, backend: str, lookahead: int) -> Any:
     Precision and TensorRT version are checked by ``open_backend``. A lookahead other than the
     bundle's is exact too (the backward cell then runs step by step), so it only gets a note.
     """
-    from esan.runtime.bundle import check_compatible, load_bundle, rebuild_command
+    from esan.runtime.core.bundle import check_compatible, load_bundle, rebuild_command
 
     bundle = load_bundle(path)
     use_window = check_compatible(bundle, backend, lookahead)
@@ -89,7 +89,7 @@ def open_processor(
     if bundle_dir is not None:
         bundle_dir = check_bundle(bundle_dir, backend, lookahead)
     from esan.runtime.backends import open_backend
-    from esan.runtime.processor import StreamProcessor
+    from esan.runtime.core.processor import StreamProcessor
 
     be = open_backend(backend, bundle_dir=bundle_dir, checkpoint=None if bundle_dir else checkpoint,
                       device=device, lookahead=lookahead, precision=precision)
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     opts = output_options(args)
     check_outputs(opts)
     if args.checkpoint is None and args.bundle is None:
-        from esan.runtime.demo import DEMO_CHECKPOINT
+        from esan.runtime.core.assets import DEMO_CHECKPOINT
 
         args.checkpoint = str(DEMO_CHECKPOINT)
         _log(f"no --checkpoint/--bundle given: using the bundled tiny demo model {DEMO_CHECKPOINT.name} "

@@ -1,6 +1,6 @@
 """One interface for every inference backend (torch, ONNX Runtime, native TensorRT).
 
-The idea is a Polygraphy-like *runner*: the streaming core (``esan.runtime.processor``) only calls
+The idea is a Polygraphy-like *runner*: the streaming core (``esan.runtime.core.processor``) only calls
 the five engine stages of DESIGN.md section 3 and never looks inside the arrays it gets back.
 
 * ``encode(frame, valid)`` — encoder: ``uint8 [1,H,W,3]`` letterboxed RGB and ``uint8 [1,H,W,1]``
@@ -61,7 +61,7 @@ class BackendConfig:
 
     @classmethod
     def from_bundle(cls, bundle: Any, **extra: Any) -> BackendConfig:
-        """The config of an exported bundle (``esan.runtime.bundle.Bundle``), shapes from its manifest."""
+        """The config of an exported bundle (``esan.runtime.core.bundle.Bundle``), shapes from its manifest."""
         h = next(t for t in bundle.graphs["cell_fwd"].inputs if t.name == "h")
         norm = bundle.normalization
         defaults = cls.__dataclass_fields__

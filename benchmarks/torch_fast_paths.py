@@ -2,7 +2,7 @@
 
 ``CachedStepper`` runs the cached schedule (``ESAN.encode/align/cell_step/decode``, the same
 building blocks and casts as ``TorchBackend``) and ``NaiveStepper`` the naive one
-(``esan.runtime.bench_naive`` modules), both on *static* tensors: the last ``2T+1`` window entries
+(``esan.bench.naive_torch`` modules), both on *static* tensors: the last ``2T+1`` window entries
 (naive: raw frames), the reference projections of the frame being aligned (a ``T+1``-slot delay line:
 frame ``t`` is aligned once ``t+T`` has arrived), the last ``L+1`` projected inputs (naive: ``A_t``)
 and ``Hf`` live in ring buffers that shift by one slot per frame (slot ``-1`` = newest). Frame 0 is
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from esan.runtime.backends.base import ENCODER_OUTPUTS, REFERENCE_INPUTS, WINDOW_INPUTS
-from esan.runtime.letterbox import letterbox, valid_mask
+from esan.runtime.core.backend_api import ENCODER_OUTPUTS, REFERENCE_INPUTS, WINDOW_INPUTS
+from esan.runtime.core.letterbox import letterbox, valid_mask
 
 if TYPE_CHECKING:
     import torch
@@ -148,7 +148,7 @@ class _RingStepper:
             torch.cuda.synchronize()
             for t, s in zip(self._state(), saved, strict=True):
                 t.copy_(s)
-            print(f"torch_cuda_graph: CUDA graph capture failed, running eagerly: {self.graph_error}", flush=True)
+            print(f"torch_fast_paths: CUDA graph capture failed, running eagerly: {self.graph_error}", flush=True)
 
     def push(self, frame: np.ndarray) -> list[np.ndarray]:
         """Add an RGB uint8 frame; returns ``[map]`` (``float32 [H/2, W/2]``) for output ``n-L-T`` once ready."""
@@ -247,7 +247,7 @@ class CachedStepper(_RingStepper):
 
 
 class NaiveStepper(_RingStepper):
-    """The naive schedule (``bench_naive``) with the same fast paths: the window is re-encoded per frame."""
+    """The naive schedule (``naive_torch``) with the same fast paths: the window is re-encoded per frame."""
 
     kind = "naive"
 
@@ -255,7 +255,7 @@ class NaiveStepper(_RingStepper):
                  channels_last: bool = False, cuda_graph: bool = False) -> None:  # fmt: skip
         import torch
 
-        from esan.runtime.bench_naive import build_naive_modules
+        from esan.bench.naive_torch import build_naive_modules
 
         super().__init__(model, lookahead, device, precision, channels_last, cuda_graph)
         mods = build_naive_modules(model, precision)

@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from esan.runtime.errors import UserError
-from esan.runtime.framefiles import list_frames
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.framefiles import list_frames
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_FPS = 25.0

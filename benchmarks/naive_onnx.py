@@ -1,8 +1,8 @@
 """The naive schedule as ONNX graphs (exported with ``esan.export``'s machinery) and its ORT engine.
 
 ``export_naive_graphs`` writes ``naive_encoder``, ``naive_aligner``, ``naive_cell_fwd``,
-``naive_cell_bwd`` and ``decoder`` (modules of ``esan.runtime.bench_naive``) plus ``naive.json``
-into a directory; ``OrtNaiveEngine`` runs them behind ``bench_naive.NaiveBackend``. Benchmark use only: the
+``naive_cell_bwd`` and ``decoder`` (modules of ``esan.bench.naive_torch``) plus ``naive.json``
+into a directory; ``OrtNaiveEngine`` runs them behind ``naive_torch.NaiveBackend``. Benchmark use only: the
 graphs are not part of the runtime bundle contract.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from esan.runtime.bench_naive import NAIVE_GRAPHS
-from esan.runtime.errors import UserError
-from esan.runtime.fsutil import atomic_write_text
+from esan.bench.naive_torch import NAIVE_GRAPHS
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.fsutil import atomic_write_text
 
 NAIVE_MANIFEST = "naive.json"
 NAIVE_FORMAT = "esan-rt-naive-graphs"
@@ -60,9 +60,9 @@ def export_naive_graphs(
     """Export the naive graphs of ``model`` (fp32, eval) to ``out``; returns the directory."""
     import torch
 
+    from esan.bench.naive_torch import build_naive_modules
     from esan.export.graphs import GraphDef
     from esan.export.onnx_export import export_graph
-    from esan.runtime.bench_naive import build_naive_modules
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from esan.runtime.cli import COMMANDS  # noqa: F401  (used by the registrations below)
+from esan.runtime.cli.commands import COMMANDS
 
 
-# -- stream / demo (handlers: esan.runtime.stream_cli, esan.runtime.demo) ---------------------------
+# -- stream / demo (handlers: esan.runtime.cli.stream, esan.runtime.cli.demo) ---------------------------
 def _stream_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", type=int, metavar="N", help="camera index (cv2.VideoCapture)")
@@ -56,9 +56,9 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS.register("stream", "Stream saliency maps from a camera, video, URL or folder of frames.",
-                  "esan.runtime.stream_cli:run", _stream_args)
+                  "esan.runtime.cli.stream:run", _stream_args)
 COMMANDS.register("demo", "Run the bundled tiny model on a generated clip and write video, maps, report, plot.",
-                  "esan.runtime.demo:run", _demo_args)
+                  "esan.runtime.cli.demo:run", _demo_args)
 
 
 # -- compare (handler: esan.export.compare; needs the train extra for torch) -------------------------
@@ -72,12 +72,12 @@ COMMANDS.register("compare", "Run every bundle graph on ONNX Runtime / TensorRT 
                   "esan.export.compare:run", _compare_args)
 
 
-# -- bench (handler: esan.runtime.bench; options: esan.runtime.bench_args) ----------------------------
+# -- bench (handler: esan.bench.latency; options: esan.runtime.cli.bench_args) ----------------------------
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    from esan.runtime.bench_args import add_bench_args
+    from esan.runtime.cli.bench_args import add_bench_args
 
     add_bench_args(p)
 
 
 COMMANDS.register("bench", "Latency benchmark: naive vs cached streaming schedule, side by side.",
-                  "esan.runtime.bench:run", _bench_args)
+                  "esan.bench.latency:run", _bench_args)

@@ -14,13 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from esan.runtime.errors import UserError
-from esan.runtime.fsutil import atomic_path, check_writable_dir
-from esan.runtime.outputs import OutputOptions, check_outputs
-from esan.runtime.overlay import put_status
-from esan.runtime.sources import open_source
+from esan.runtime.core.assets import DEMO_CHECKPOINT
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.fsutil import atomic_path, check_writable_dir
+from esan.runtime.io.outputs import OutputOptions, check_outputs
+from esan.runtime.io.overlay import put_status
+from esan.runtime.io.sources import open_source
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "demo_tiny.pt"
 SAMPLE_HW = (360, 480)
 SAMPLE_FPS = 25.0
 
@@ -92,7 +92,7 @@ def write_preview(video: Path, out_png: Path, tiles: int = 4) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     """``esan-rt demo``."""
-    from esan.runtime.stream_cli import execute, open_processor
+    from esan.runtime.cli.stream import execute, open_processor
 
     t0 = time.perf_counter()
     if args.frames < 1:

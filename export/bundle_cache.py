@@ -12,20 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
-from esan.runtime.bundle import load_bundle, sha256_file
-from esan.runtime.errors import UserError
-
-ENV_VAR = "ESAN_CACHE_DIR"
-
-
-def cache_root() -> Path:
-    """Directory holding the cached bundles (``$ESAN_CACHE_DIR`` or ``~/.cache/esan-rt/bundles``)."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "esan-rt" / "bundles"
-
-
-def bundle_key(checkpoint: str | os.PathLike, lookahead: int, precision: str = "fp32", dcn: str = "standard") -> str:
-    return f"{sha256_file(checkpoint)[:16]}-L{int(lookahead)}-{precision}-{dcn}"
+from esan.runtime.core.bundle import load_bundle
+from esan.runtime.core.cache_paths import ENV_VAR, bundle_key, cache_root
+from esan.runtime.core.errors import UserError
 
 
 def _valid_bundle(path: Path) -> bool:
@@ -91,7 +80,7 @@ def ensure_engines(
     *, log=print,
 ) -> None:
     """Build TensorRT engines into a cached bundle unless it holds engines for this TensorRT and GPU."""
-    from esan.runtime.bundle import load_bundle
+    from esan.runtime.core.bundle import load_bundle
 
     try:
         from esan.export.trt_build import INSTALL_HINT, gpu_info, import_tensorrt

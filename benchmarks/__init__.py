@@ -1,0 +1,1 @@
+"""ESAN-RT benchmarks (``esan.bench``): latency, chunk quality, DCN kernel timing."""

@@ -1,0 +1,23 @@
+"""Where cached bundles live: ``$ESAN_CACHE_DIR/<key>/`` (default ``~/.cache/esan-rt/bundles/<key>/``).
+
+``key = <checkpoint sha256[:16]>-L<lookahead>-<precision>-<dcn>``; ``esan.export.bundle_cache`` fills it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from esan.runtime.core.bundle import sha256_file
+
+ENV_VAR = "ESAN_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """Directory holding the cached bundles (``$ESAN_CACHE_DIR`` or ``~/.cache/esan-rt/bundles``)."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "esan-rt" / "bundles"
+
+
+def bundle_key(checkpoint: str | os.PathLike, lookahead: int, precision: str = "fp32", dcn: str = "standard") -> str:
+    return f"{sha256_file(checkpoint)[:16]}-L{int(lookahead)}-{precision}-{dcn}"
