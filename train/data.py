@@ -101,10 +101,11 @@ def scan_split(root: str | Path, dataset: str, split: str, need_targets: bool = 
         raise UserError(f"data directory {root} does not exist")
     folder = root / dataset / split
     if not folder.is_dir():
-        have = sorted(p.name for p in root.iterdir() if p.is_dir())
+        have = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         raise UserError(f"{folder} does not exist (datasets under {root}: {', '.join(have) or 'none'}); "
                         f"expected ROOT/<dataset>/<split>/<video>/images/")
-    dirs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
+    dirs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: natural_key(p.name))
     if max_videos is not None:
         dirs = dirs[:max_videos]
     videos = [scan_video(d, need_targets) for d in dirs]
