@@ -40,10 +40,10 @@ def test_dhf1k_frames_splits_pairs_and_report(dhf1k, tmp_path, capsys):
     assert esan_train(["prepare", "dhf1k", "--src", str(dhf1k.root), "--out", str(out), "--jobs", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("DHF1K: 4 videos (training 2, val 1, test 1), 18 frames in")
-    assert "1 videos without annotations (not written), first: DHF1K/val/0602" in lines
-    assert "1 frames without annotation (left out), first: DHF1K/training/0002/0006: no map, no fixation" in lines
-    assert "1 annotations without a frame (left out), first: DHF1K/training/0001/0006: no frame" in lines
-    assert any(line.startswith("1 annotation folders without a video, first: ") and line.endswith("0650")
+    assert "1 video without annotations (not written), first: DHF1K/val/0602" in lines
+    assert "1 frame without annotation (left out), first: DHF1K/training/0002/0006: no map, no fixation" in lines
+    assert "1 annotation without a frame (left out), first: DHF1K/training/0001/0006: no frame" in lines
+    assert any(line.startswith("1 annotation folder without a video, first: ") and line.endswith("0650")
                for line in lines)
     root = out / "DHF1K"
     assert sorted(p.name for p in (root / "training").iterdir()) == ["0001", "0002"]
@@ -81,7 +81,7 @@ def test_frame_folder_datasets(name, layout, link, tmp_path, capsys):
     assert esan_train(argv) == 0
     text = capsys.readouterr().out
     first_test = layout["testing"][0]
-    assert f"1 frames without annotation (left out), first: {DATASETS[name]}/testing/{first_test}/" \
+    assert f"1 frame without annotation (left out), first: {DATASETS[name]}/testing/{first_test}/" \
            f"{first_test}_00004: no fixation" in text
     ds = DATASETS[name]
     for split, videos in layout.items():

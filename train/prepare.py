@@ -264,18 +264,22 @@ def _report(tree: SourceTree, out: Path, records: list[VideoRecord]) -> dict:
     }
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def summary_lines(report: dict) -> list[str]:
     """The summary printed after a run."""
     splits = ", ".join(f"{s} {n}" for s, n in report["splits"].items())
-    lines = [f"{report['dataset']}: {report['videos']} videos ({splits or 'none'}), {report['frames']} frames in "
-             f"{report['out']}" + (f" ({report['already_prepared']} prepared earlier)" if report["already_prepared"]
-                                   else "")]
-    for key, label in (("missing_annotations", "videos without annotations (not written)"),
-                       ("frames_without_annotation", "frames without annotation (left out)"),
-                       ("annotations_without_frame", "annotations without a frame (left out)"),
-                       ("annotations_without_video", "annotation folders without a video")):
+    lines = [f"{report['dataset']}: {_n(report['videos'], 'video')} ({splits or 'none'}), "
+             f"{_n(report['frames'], 'frame')} in {report['out']}"
+             + (f" ({report['already_prepared']} prepared earlier)" if report["already_prepared"] else "")]
+    for key, noun, rest in (("missing_annotations", "video", "without annotations (not written)"),
+                            ("frames_without_annotation", "frame", "without annotation (left out)"),
+                            ("annotations_without_frame", "annotation", "without a frame (left out)"),
+                            ("annotations_without_video", "annotation folder", "without a video")):
         if report[key]:
-            lines.append(f"{len(report[key])} {label}, first: {report[key][0]}")
+            lines.append(f"{_n(len(report[key]), noun)} {rest}, first: {report[key][0]}")
     if len(lines) == 1:
         lines.append("every frame has its map and fixations")
     lines.append(f"report: {Path(report['out']) / REPORT}")
