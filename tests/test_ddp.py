@@ -113,9 +113,14 @@ def test_resumed_two_process_run_equals_uninterrupted(data, two_proc_run, tmp_pa
     assert log == [1, 2, 3]
 
 
-def test_nproc_must_divide_the_batch(data, tmp_path, capsys):
+def test_nproc_errors_come_before_the_launch(data, tmp_path, capsys):
     from esan.train.cli import main as esan_train
 
     assert esan_train(["fit", "--data", str(data), "--out", str(tmp_path / "x"), "--steps", "1", *ARGS,
                        "--nproc", "3"]) == 2
     assert "divide --batch-size 4" in capsys.readouterr().err
+    # checked before torchrun starts: one line, no launch
+    assert esan_train(["fit", "--data", str(data), "--out", str(tmp_path / "x"), "--steps", "1", *ARGS,
+                       "--nproc", "2", "--backbone-weights", "imagenet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "use --preset paper" in err[0], err

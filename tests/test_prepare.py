@@ -173,3 +173,15 @@ def test_undecodable_video_is_named(tmp_path, capsys):
     msg = _one_line_error(["prepare", "dhf1k", "--src", str(src.root), "--out", str(tmp_path / "o"),
                            "--jobs", "1"], capsys)
     assert str(src.root / "video" / "002.AVI") in msg and "cannot decode" in msg
+
+
+def test_jpg_frames_and_bad_options(dhf1k, tmp_path, capsys):
+    report = prep.prepare("dhf1k", dhf1k.root, tmp_path / "j", frame_ext="jpg", jobs=3, progress=False)
+    assert report["frames"] == 18
+    video = scan_split(tmp_path / "j", "DHF1K", "val")[0]
+    assert [p.name for p in video.frames] == ["0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg"]
+    assert abs(float(np.median(cv2.imread(str(video.frames[2])))) - 3 * STEP) < 5
+    assert "--frame-ext must be one of png, jpg" in _one_line_error(
+        ["prepare", "dhf1k", "--src", str(dhf1k.root), "--out", str(tmp_path / "k"), "--frame-ext", "bmp"], capsys)
+    assert "--jobs must be >= 1" in _one_line_error(
+        ["prepare", "dhf1k", "--src", str(dhf1k.root), "--out", str(tmp_path / "k"), "--jobs", "0"], capsys)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from esan.train import checkpoint
+from esan.train.config import ESANConfig
 from esan.train.errors import UserError
 from esan.train.model import ESAN
 
@@ -61,14 +62,19 @@ def imagenet_vgg16_file() -> Path:
     return dst
 
 
+def imagenet_for(cfg: ESANConfig) -> Path:
+    """The ImageNet VGG16 file for a model of ``cfg`` (refused, before any download, for other widths)."""
+    if tuple(cfg.vgg_widths) != VGG16_WIDTHS:
+        raise UserError(f"--backbone-weights imagenet needs VGG16's widths {VGG16_WIDTHS}; this model has "
+                        f"{tuple(cfg.vgg_widths)} (the tiny preset): use --preset paper")
+    return imagenet_vgg16_file()
+
+
 def load_backbone(model: ESAN, source: str | Path) -> int:
     """Load ``imagenet`` or a torchvision vgg16 state dict file (``features.<i>.weight|bias``) into
     ``model.base``; returns the number of tensors loaded; a clear ``UserError`` if it does not fit."""
     if str(source) == IMAGENET:
-        if tuple(model.cfg.vgg_widths) != VGG16_WIDTHS:
-            raise UserError(f"--backbone-weights imagenet needs VGG16's widths {VGG16_WIDTHS}; this model has "
-                            f"{tuple(model.cfg.vgg_widths)} (the tiny preset): use --preset paper")
-        source = imagenet_vgg16_file()
+        source = imagenet_for(model.cfg)
     path = Path(source)
     if not path.is_file():
         raise UserError(f"--backbone-weights {path} does not exist; give torchvision's vgg16 file "

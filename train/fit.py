@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from esan.train import distributed, fit_state
+from esan.train import backbone, distributed, fit_state
 from esan.train.config import ESANConfig
 from esan.train.data import ClipDataset, datasets_of, make_loader, scan_setting, scan_split, splits_of
 from esan.train.errors import UserError
@@ -161,13 +161,18 @@ def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progre
         distributed.teardown(dist)
 
 
-def _build(opts: FitOptions, run_dir: Path, main: bool) -> tuple[ESAN, dict[str, Any] | None]:
+def _build(opts: FitOptions, run_dir: Path, dist: distributed.Dist) -> tuple[ESAN, dict[str, Any] | None]:
     """A fresh model (seeded, backbone weights) or the one to resume, with its training state."""
     if opts.resume:
         model, _, state = fit_state.load_run(run_dir)
         return model, state
     torch.manual_seed(opts.seed)
     model = ESAN(opts.config or ESANConfig.preset(opts.preset))
+    main = dist.main
+    if opts.backbone_weights == backbone.IMAGENET and dist.enabled:  # rank 0 downloads, the others wait
+        if main:
+            backbone.imagenet_for(model.cfg)
+        distributed.barrier(dist)
     if opts.backbone_weights:
         n = fit_state.load_backbone(model, opts.backbone_weights)
         if main:
@@ -182,8 +187,8 @@ def _train(opts: FitOptions, dist: distributed.Dist, device: torch.device, on_st
     run_dir = Path(opts.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_videos = scan_setting(opts.data, opts.setting, "train")
-    val_videos = _val_subset(opts) if dist.main else []
-    model, state = _build(opts, run_dir, dist.main)
+    val_videos = _val_subset(opts)  # every process checks the data; rank 0 alone validates
+    model, state = _build(opts, run_dir, dist)
     start = int(state["step"]) if state is not None else 0
     cfg = model.cfg
     model.to(device).train()
@@ -258,7 +263,7 @@ def _train(opts: FitOptions, dist: distributed.Dist, device: torch.device, on_st
             record = {"step": step, "loss": values[0], **dict(zip(terms, values[1:], strict=True)),
                       "lr": scheduler.get_last_lr()[0]}
             if opts.val_every > 0 and step % opts.val_every == 0 or step == opts.steps:
-                if val_videos:
+                if val_videos and dist.main:
                     val = validate(model, val_videos, opts, device)
                     record["val"] = val
                     if val.get("cc", -1) > best:
@@ -309,6 +314,9 @@ def main(args) -> int:
             raise UserError(f"--nproc must be >= 1 and divide --batch-size {opts.batch_size} (the clips per step "
                             f"over all processes), got {nproc}")
         scan_setting(opts.resolved().data, opts.setting, "train")  # common mistakes: one clear line, no launch
+        _val_subset(opts)
+        if opts.backbone_weights == backbone.IMAGENET and not opts.resume:  # download once, before the launch
+            backbone.imagenet_for(opts.config or ESANConfig.preset(opts.preset))
         return distributed.launch(nproc, ["fit", *distributed.argv_of(args, _fit_args, skip=("nproc",))])
     result = train(opts)
     if distributed.from_env().main:
