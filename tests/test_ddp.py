@@ -101,9 +101,10 @@ def test_two_processes_match_one_process_with_the_whole_batch(data, two_proc_run
         assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow  # two torchrun launches: about 20 s on 2 idle cores
 def test_resumed_two_process_run_equals_uninterrupted(data, two_proc_run, tmp_path):
     out2, _ = two_proc_run
-    _fit_2proc(data, tmp_path / "rr", 2)
+    _fit_2proc(data, tmp_path / "rr", 2, via_torchrun=True)
     proc = _fit_2proc(data, tmp_path / "rr", STEPS, resume=True, via_torchrun=True)
     assert proc.stdout.count("done: step 3") == 1
     a, b = _weights(tmp_path / "rr"), _weights(out2)
