@@ -101,6 +101,6 @@ def test_cli_refuses_an_incomplete_file(authors_state, tmp_path, capsys):
     torch.save(partial, src)
     assert esan_train(["convert-official", str(src), str(tmp_path / "x.pt")]) == 2
     with pytest.raises(UserError):
-        from esan.train.convert import convert_official
+        from esan.train.checkpoint import convert_official
 
         convert_official(src, tmp_path / "x.pt")

@@ -98,8 +98,8 @@ def test_stream_torch_backend_takes_the_authors_file(authors_pth, converted_pt, 
 def test_bundle_cache_exports_the_authors_file(authors_pth, tmp_path, monkeypatch):
     """``esan-rt stream --checkpoint X.pth`` with ort/trt: runtime.cache -> export.onnx_export -> checkpoint.load."""
     pytest.importorskip("onnx")
-    from esan.runtime.bundle import load_bundle
-    from esan.runtime.cache import ENV_VAR, ensure_bundle
+    from esan.export.bundle_cache import ENV_VAR, ensure_bundle
+    from esan.runtime.core.bundle import load_bundle
 
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "cache"))
     out = ensure_bundle(authors_pth[0], lookahead=1, log=lambda msg: None)

@@ -15,6 +15,7 @@ import torch
 
 from esan.runtime.core.fsutil import atomic_path
 from esan.runtime.core.version import package_version, utc_now
+from esan.train import convert
 from esan.train.config import ESANConfig
 from esan.train.errors import UserError
 from esan.train.model import ESAN
@@ -86,8 +87,6 @@ def build_model(cfg: ESANConfig, state_dict: dict[str, torch.Tensor], source: st
 def load(path: str | os.PathLike) -> ESAN:
     """Load a checkpoint written by ``save``, or the authors' ``.pth`` (converted in memory, said in one
     line on stderr); the model comes back in eval mode on the CPU."""
-    from esan.train import convert  # convert imports this module
-
     obj = read_file(path)
     if convert.is_official(obj):
         return convert.load_official(obj, path)
@@ -107,3 +106,11 @@ def load_meta(path: str | os.PathLike) -> dict[str, Any]:
     if convert.is_official(obj):
         return {"source": str(path), "converted_from": "ESAN-VSP official"}
     return dict(_validated(obj, path).get("meta", {}))
+
+
+def convert_official(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> convert.ConversionReport:
+    """Read the authors' ``.pth``, write an esan-rt checkpoint, return what mapped and what did not."""
+    model, report = convert.convert_state_dict(read_file(src_path))
+    convert.require_complete(report, src_path)
+    save(dst_path, model, source=str(src_path), converted_from="ESAN-VSP official", notes=report.notes)
+    return report

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from esan.train import checkpoint
 from esan.train.config import ESANConfig
 from esan.train.errors import UserError
 from esan.train.model import ESAN
@@ -112,7 +111,7 @@ def convert_state_dict(
     return model.eval(), report
 
 
-def _require_complete(report: ConversionReport, source: str | os.PathLike) -> None:
+def require_complete(report: ConversionReport, source: str | os.PathLike) -> None:
     if report.missing:
         raise UserError(
             f"{source}: {len(report.missing)} of the model's tensors are missing (e.g. {report.missing[0]}); "
@@ -124,16 +123,8 @@ def load_official(obj: Any, source: str | os.PathLike) -> ESAN:
     """An eval-mode ESAN from the authors' state dict ``obj`` (read from ``source``), converted in memory
     exactly as ``esan-train convert-official`` does; says so in one line on stderr."""
     model, report = convert_state_dict(obj)
-    _require_complete(report, source)
+    require_complete(report, source)
     extra = f", {len(report.unexpected)} unexpected key(s) ignored" if report.unexpected else ""
     print(f"esan: {source} holds the authors' ESAN-VSP weights: converted in memory as `esan-train "
           f"convert-official` does ({report.loaded} tensors{extra}; lstm_back uses the forward cell)", file=sys.stderr)
     return model
-
-
-def convert_official(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> ConversionReport:
-    """Read the authors' ``.pth``, write an esan-rt checkpoint, return what mapped and what did not."""
-    model, report = convert_state_dict(checkpoint.read_file(src_path))
-    _require_complete(report, src_path)
-    checkpoint.save(dst_path, model, source=str(src_path), converted_from="ESAN-VSP official", notes=report.notes)
-    return report

@@ -24,8 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from esan.runtime.framefiles import natural_key
-from esan.runtime.fsutil import atomic_write_text
+from esan.runtime.core.framefiles import natural_key
+from esan.runtime.core.fsutil import atomic_write_text
 from esan.train.errors import UserError
 from esan.train.prepare_layouts import SourceTree, SourceVideo, scan_source
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from esan.runtime.framefiles import IMAGE_EXTS, natural_key
+from esan.runtime.core.framefiles import IMAGE_EXTS, natural_key
 from esan.train.errors import UserError
 
 DATASETS = {"dhf1k": "DHF1K", "hollywood2": "Hollywood-2", "ucf": "UCF"}  # command name -> our folder name
