@@ -45,8 +45,7 @@ def _prepare_trt(bundle: Bundle) -> None:
 
     check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__))
     # ONNX DeformConv was built into TensorRT's ModulatedDeformConv2d plugin (libnvinfer_plugin): Polygraphy's
-    # engine loader registers those creators; our own plugin library is loaded here for plugin bundles.
-    plugin_lib.init_builtin_plugins(trt)
+    # engine loader registers those creators (with its process-wide logger); plugin bundles need our library.
     if bundle.dcn == "plugin":
         built_with = (bundle.manifest.get("engines") or {}).get("plugin_library")
         try:

@@ -43,7 +43,6 @@ def test_to_trt_without_tensorrt(tiny_checkpoint, tmp_path):
 @pytest.fixture
 def fake_build(tiny_bundle, tiny_checkpoint, tmp_path, monkeypatch):
     """``(bundle copy, run(*extra argv) -> rc, trt)``: to_trt.py on a simulated TensorRT 10.9 and GPU."""
-    pytest.importorskip("polygraphy")
     from esan.export import to_trt, trt_build
     from esan.runtime.backends.cuda_probe import GpuStatus
 
@@ -117,7 +116,6 @@ def test_timing_cache_of_this_gpu_is_reused(fake_build, capsys):
 @pytest.mark.parametrize(("version", "strong", "fp16"), [("10.9.0.34", False, True), ("11.1.0.106", True, False)])
 def test_fp16_precision_without_and_with_strong_typing(tiny_bundle, tmp_path, monkeypatch, version, strong, fp16):
     """No STRONGLY_TYPED flag on 10.x: the FP16 builder flag; 11.x: always strongly typed, no flag asked for."""
-    pytest.importorskip("polygraphy")
     from esan.export.trt_build import EngineBuilder
     from esan.runtime.core.bundle import load_bundle
 

@@ -62,7 +62,7 @@ COMMANDS.register("demo", "Run the bundled tiny model on a generated clip and wr
                   "esan.runtime.cli.demo:run", _demo_args)
 
 
-# -- compare (handler: esan.export.compare; needs the train extra for torch) -------------------------
+# -- compare (handler: esan.export.compare; needs torch (train extra) and Polygraphy) ----------------
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (export/to_onnx.py)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint the bundle was exported from")

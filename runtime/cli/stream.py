@@ -156,7 +156,6 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
     args.backend_choice = choice.record(args.backend, args.device)
     args.backend, args.device = choice.backend, choice.device
-    _log(choice.line())
     source = open_source(args.camera, args.source, queue_size=args.queue_size, realtime=args.realtime)
     try:
         processor = open_processor(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
@@ -165,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.stop()
         raise
+    _log(choice.line())  # once everything opened: a refusal stays one line
     _log(f"streaming {redact_url(source.name)} ({source.kind}, {source.fps:.1f} fps) with "
          f"{processor.backend.name} on {processor.backend.device}, lookahead {args.lookahead}")
     summary = execute(source, processor, opts, stream_meta(args, source, processor), args.max_frames)
