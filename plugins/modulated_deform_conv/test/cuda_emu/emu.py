@@ -97,32 +97,39 @@ def prepare(folder: Path, jobs: int = 2, ubsan: bool | None = None) -> Toolchain
     for source in [*(HERE / s for s in RUNTIME_SOURCES), HOST_SOURCE]:
         obj = common / (source.stem + ".o")
         tools.objects.append(obj)
-        commands.append(
-            [cxx, *tools.flags(), "-DESAN_DCN_WITH_CUDA", f"-I{HERE}", f"-I{PLUGIN_DIR}", "-c", str(source), "-o", str(obj)]
-        )
+        cmd = [cxx, *tools.flags(), "-DESAN_DCN_WITH_CUDA", f"-I{HERE}", f"-I{PLUGIN_DIR}"]
+        commands.append([*cmd, "-c", str(source), "-o", str(obj)])
     _run_all(commands, jobs)
     return tools
 
 
 def build(tools: Toolchain, name: str, source: str | None = None) -> Path:
     """Compile a kernel source (default: the real ``.cu``) into ``<folder>/<name>/libesan_dcn_kernels.so``."""
-    out = tools.folder / name
-    out.mkdir(parents=True, exist_ok=True)
-    text = KERNEL_SOURCE.read_text() if source is None else source
-    copy = out / "modulatedDeformConvKernel.emu.cpp"
-    copy.write_text(f'#line 1 "{KERNEL_SOURCE}"\n' + rewrite_launches(text))
-    obj = out / "kernel.o"
+    return build_variants(tools, {name: source}, jobs=1)[name]
+
+
+def build_variants(tools: Toolchain, sources: dict[str, str | None], jobs: int = 2) -> dict[str, Path]:
+    """``build`` for several variants (name -> source text, None for the real ``.cu``), compiled in parallel."""
+    compiles, links, libraries = [], [], {}
     defines = ["-DESAN_DCN_WITH_CUDA", "-DESAN_DCN_WITH_CUBLAS"]
-    compile_cmd = [tools.cxx, *tools.flags(), *defines, f"-I{HERE}", f"-I{PLUGIN_DIR}", "-include", "cuda_emu.h"]
-    compile_cmd += ["-Wno-unknown-pragmas", "-x", "c++", "-c", str(copy), "-o", str(obj)]
-    library = out / LIBRARY_NAME
-    # -Bsymbolic: calls inside the library bind to the emulator even when a real libcudart is loaded (torch).
-    link_cmd = [tools.cxx, "-shared", "-Wl,-Bsymbolic", *tools.flags(), "-o", str(library), str(obj)]
-    link_cmd += [*map(str, tools.objects), "-ldl"]
-    _run_all([compile_cmd], 1)
-    move_shared_to_section(obj)
-    _run_all([link_cmd], 1)
-    return library
+    for name, source in sources.items():
+        out = tools.folder / name
+        out.mkdir(parents=True, exist_ok=True)
+        text = KERNEL_SOURCE.read_text() if source is None else source
+        copy = out / "modulatedDeformConvKernel.emu.cpp"
+        copy.write_text(f'#line 1 "{KERNEL_SOURCE}"\n' + rewrite_launches(text))
+        obj = out / "kernel.o"
+        cmd = [tools.cxx, *tools.flags(), *defines, f"-I{HERE}", f"-I{PLUGIN_DIR}", "-include", "cuda_emu.h"]
+        compiles.append([*cmd, "-Wno-unknown-pragmas", "-x", "c++", "-c", str(copy), "-o", str(obj)])
+        libraries[name] = out / LIBRARY_NAME
+        # -Bsymbolic: calls inside the library bind to the emulator even when a real libcudart is loaded (torch).
+        link = [tools.cxx, "-shared", "-Wl,-Bsymbolic", *tools.flags(), "-o", str(libraries[name]), str(obj)]
+        links.append([*link, *map(str, tools.objects), "-ldl"])
+    _run_all(compiles, jobs)
+    for name in sources:
+        move_shared_to_section(tools.folder / name / "kernel.o")
+    _run_all(links, jobs)
+    return libraries
 
 
 def move_shared_to_section(obj: Path) -> None:

@@ -283,7 +283,7 @@ extern "C" cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cubl
     }
     else
     {
-        poison(cudaErrorIllegalAddress, name + " faulted (see above)");
+        makeSticky(cudaErrorIllegalAddress); // the fault handler reported it
         status = CUBLAS_STATUS_EXECUTION_FAILED;
     }
     return status;

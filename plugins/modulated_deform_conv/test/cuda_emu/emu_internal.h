@@ -25,7 +25,9 @@ cudaError_t fail(cudaError_t error) noexcept;
 cudaError_t stickyError() noexcept;
 //! Prints "cuda_emu: <message>" to stderr and keeps it as the last fault message.
 void reportFault(std::string const& message) noexcept;
-//! reportFault and make `error` sticky, as a kernel fault on a GPU does.
+//! Makes `error` sticky, as a kernel fault on a GPU does (every later call fails with it until cudaDeviceReset).
+cudaError_t makeSticky(cudaError_t error) noexcept;
+//! reportFault and makeSticky.
 cudaError_t poison(cudaError_t error, std::string const& message) noexcept;
 bool validStream(cudaStream_t stream) noexcept;
 //! Appends one line "name gx gy gz bx by bz" to the launch log.

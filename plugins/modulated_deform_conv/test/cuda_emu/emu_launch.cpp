@@ -350,10 +350,12 @@ cudaError_t launch(Launch const& r) noexcept
     gridDim = r.grid;
     sigjmp_buf jump;
     g_activity.jump = &jump;
-    if (sigsetjmp(jump, 1) != 0)
+    switch (sigsetjmp(jump, 1)) // non-zero: back from the fault handler, which reported the fault
     {
-        g_current = -1;
-        return poison(cudaErrorIllegalAddress, "the launch of " + name + " faulted (see above)");
+    case 0: break;
+    case SIGSEGV:
+    case SIGBUS: g_current = -1; return makeSticky(cudaErrorIllegalAddress);
+    default: g_current = -1; return makeSticky(cudaErrorLaunchFailure);
     }
     for (unsigned long long i = 0; i < blocks; ++i)
     {

@@ -187,11 +187,16 @@ void reportFault(std::string const& message) noexcept
     writeStderr("cuda_emu: " + message + "\n");
 }
 
+cudaError_t makeSticky(cudaError_t error) noexcept
+{
+    g_sticky = error;
+    return fail(error);
+}
+
 cudaError_t poison(cudaError_t error, std::string const& message) noexcept
 {
     reportFault(message);
-    g_sticky = error;
-    return fail(error);
+    return makeSticky(error);
 }
 
 bool validStream(cudaStream_t stream) noexcept
