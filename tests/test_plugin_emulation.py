@@ -99,15 +99,8 @@ def _no_undefined_behaviour(capfd: pytest.CaptureFixture[str]) -> Iterator[None]
 
 
 def _params(arrays: dict, attrs: dict) -> plugin_lib.DcnParams:
-    return plugin_lib.make_params(
-        arrays["x"].shape,
-        arrays["weight"].shape,
-        attrs["stride"],
-        attrs["padding"],
-        attrs["dilation"],
-        attrs["groups"],
-        attrs["deformable_groups"],
-    )
+    names = ("stride", "padding", "dilation", "groups", "deformable_groups")
+    return plugin_lib.make_params(arrays["x"].shape, arrays["weight"].shape, *(attrs[k] for k in names))
 
 
 def _workspace(dev: Device, p, dtype: int, cublas: bool, mode) -> tuple[int, int]:
@@ -337,7 +330,80 @@ def test_emulated_cublas_applies_argument_rules(dev: Device) -> None:
         plugin_lib.destroy_cublas_handle(handle.value)
 
 
+def test_emulation_checks_launch_limits(dev: Device) -> None:
+    """Grid and block limits of a launch (an empty kernel of the emulator; valid ones in a dry run)."""
+    launch = dev.emu.lib.cuda_emu_launch_noop
+    launch.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t]
+    bad = [(1, 65536, 1, 1, 1, 1, 0), (1, 1, 65536, 1, 1, 1, 0), (2**31, 1, 1, 1, 1, 1, 0), (1, 1, 1, 1025, 1, 1, 0)]
+    bad += [(1, 1, 1, 32, 32, 2, 0), (1, 1, 1, 1, 1, 65, 0), (1, 1, 1, 0, 1, 1, 0), (1, 1, 1, 32, 1, 1, 48 * 1024)]
+    for config in bad:
+        assert launch(*config) == 9, config  # cudaErrorInvalidConfiguration
+        assert dev.emu.lib.cudaGetLastError() == 9 and dev.emu.lib.cudaGetLastError() == 0  # not sticky
+    dev.emu.lib.cuda_emu_set_dry_run(1)
+    assert launch(2**31 - 1, 65535, 65535, 1024, 1, 1, 0) == 0 and launch(1, 1, 1, 4, 4, 64, 1024) == 0
+    assert [grid for _, grid, _ in dev.emu.launches()] == [(2**31 - 1, 65535, 65535), (1, 1, 1)]
+
+
 def test_emulation_rewrites_triple_chevron_launches() -> None:
     source = "k<T><<<grid, 256,\n 0, s>>>(a, b);\nother<<<1, 2>>>();"
     rewritten = emu.rewrite_launches(source)
     assert rewritten == "::cuda_emu::chevron(k<T>, grid, 256,\n 0, s)(a, b);\n::cuda_emu::chevron(other, 1, 2)();"
+
+
+# ----------------------------------------------------------------------------- mutation check
+
+# name: (text of the .cu, replacement, regex one of the findings must match). "with NaN": the poisoned shared memory
+# was read.
+MUTANTS = {
+    "barrier_after_tile_load_dropped": ("__syncthreads();\n#pragma unroll", "\n#pragma unroll", "mismatch with NaN"),
+    "barrier_after_tile_use_dropped": ("__syncthreads();\n    }\n#pragma", "\n    }\n#pragma", "mismatch"),
+    "epilogue_col_le_n": ("            if (col < n)\n", "            if (col <= n)\n", r"\(write\).*past its end"),
+    "tile_b_col_le_n": ("tileB[kk][cc] = (col < n &&", "tileB[kk][cc] = (col <= n &&", r"\(read\).*past its end"),
+    "wrong_deformable_group": ("const dg = c / channelsPerDg;", "const dg = c % deformableGroups;", "mismatch"),
+    "early_return_before_barrier": (
+        "    float acc[4][4] = {};\n",
+        "    float acc[4][4] = {};\n    if (rowBase + ty >= m)\n    {\n        return;\n    }\n",
+        r"__syncthreads\(\) at .* exited without it",
+    ),
+    "block_of_2048_threads": ("kIm2colThreads = 256;", "kIm2colThreads = 2048;", "exceeds 1024 threads"),
+}
+
+
+@pytest.fixture(scope="module")
+def mutants(toolchain) -> dict[str, Device]:
+    source = emu.KERNEL_SOURCE.read_text()
+    variants = {}
+    for name, (old, new, _) in MUTANTS.items():
+        assert source.count(old) == 1, f"mutant {name}: the .cu changed, update MUTANTS"
+        variants[name] = source.replace(old, new)
+    libraries = emu.build_variants(toolchain, variants)
+    return {name: Device(emu.Emulator(lib), lib.parent) for name, lib in libraries.items()}
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_emulation_catches_mutant(mutants, name: str, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    """A known bug injected into a copy of the .cu is caught: fault (naming kernel, block and thread), flag,
+    launch error, mismatch with torchvision or outputs that depend on the execution order."""
+    dev = _activate(mutants[name], monkeypatch)
+    findings = []
+    for case in (CASES[1], EXTRA_CASES[1]):  # K = 36 (3 K-tiles), 4 deformable groups; tile edges, tight workspace
+        arrays, attrs = _make_case(case)
+        ref = _torchvision(arrays, attrs).numpy()
+        for cublas, workspace in ((True, "unaligned"), (False, "tight")):
+            outs = []
+            for order in ORDERS:
+                try:
+                    outs.append(_forward(dev, arrays, attrs, cublas=cublas, order=order, workspace=workspace))
+                except RuntimeError:
+                    findings.append(f"fault: {dev.emu.last_fault()}")
+                    continue
+                if not np.abs(outs[-1] - ref).max() <= 1e-4:
+                    nan = " with NaN" if np.isnan(outs[-1]).any() else ""
+                    findings.append(f"mismatch{nan} ({case[0]}, cublas={cublas}, {order})")
+            if any(not np.array_equal(o, outs[0], equal_nan=True) for o in outs):
+                findings.append(f"orders differ ({case[0]}, cublas={cublas})")
+    findings += [f"ubsan: {line}" for line in capfd.readouterr().err.splitlines() if "runtime error:" in line]
+    print(f"\nmutant {name}: {len(findings)} finding(s); first: {findings[:1]}")
+    assert any(re.search(MUTANTS[name][2], f) for f in findings), findings
+    if any(f.startswith("fault: illegal") for f in findings):
+        assert any(re.search(r"groupedGemmKernel<\w+>, block \(\d+,\d+,\d+\), thread \(\d+,0,0\)", f) for f in findings)

@@ -26,7 +26,14 @@ HERE = Path(__file__).resolve().parent
 PLUGIN_DIR = HERE.parents[1]
 KERNEL_SOURCE = PLUGIN_DIR / "modulatedDeformConvKernel.cu"
 HOST_SOURCE = PLUGIN_DIR / "modulatedDeformConvHost.cpp"
-RUNTIME_SOURCES = ("emu_runtime.cpp", "emu_memory.cpp", "emu_launch.cpp", "emu_cublas.cpp")
+RUNTIME_SOURCES = (
+    "emu_runtime.cpp",
+    "emu_memory.cpp",
+    "emu_launch.cpp",
+    "emu_block.cpp",
+    "emu_cublas.cpp",
+    "emu_symbols.cpp",
+)
 LIBRARY_NAME = "libesan_dcn_kernels.so"
 ORDERS = {"forward": 0, "reverse": 1, "random": 2}
 _CHEVRON = re.compile(r"([A-Za-z_][\w:]*(?:\s*<[^<>;(){}]*>)?)\s*<<<(.*?)>>>", re.S)

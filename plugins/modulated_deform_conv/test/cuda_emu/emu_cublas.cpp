@@ -57,8 +57,8 @@ bool supportedTypes(cublasComputeType_t compute, cudaDataType a, cudaDataType b,
     case CUBLAS_COMPUTE_32F:
     case CUBLAS_COMPUTE_32F_PEDANTIC:
         emulated = (a == CUDA_R_32F || a == CUDA_R_16F) && (c == CUDA_R_32F || c == a);
-        return (a == CUDA_R_32F && c == CUDA_R_32F) || ((a == CUDA_R_16F || a == CUDA_R_16BF) && (c == a || c == CUDA_R_32F))
-            || (a == CUDA_R_8I && c == CUDA_R_32F);
+        return (a == CUDA_R_32F && c == CUDA_R_32F) || (a == CUDA_R_8I && c == CUDA_R_32F)
+            || ((a == CUDA_R_16F || a == CUDA_R_16BF) && (c == a || c == CUDA_R_32F));
     case CUBLAS_COMPUTE_32F_FAST_16F:
     case CUBLAS_COMPUTE_32F_FAST_16BF:
     case CUBLAS_COMPUTE_32F_FAST_TF32: return a == CUDA_R_32F && c == CUDA_R_32F;
@@ -114,6 +114,59 @@ bool matrixInside(char const* name, void const* base, cudaDataType t, int rows, 
         + ") is not inside one device allocation: its start is at "
         + describeAddress(reinterpret_cast<uintptr_t>(first));
     return false;
+}
+
+struct Gemm
+{
+    cublasOperation_t transa, transb;
+    int m, n, k;
+    void const* alpha;
+    void const* A;
+    cudaDataType Atype;
+    int lda;
+    long long strideA;
+    void const* B;
+    cudaDataType Btype;
+    int ldb;
+    long long strideB;
+    void const* beta;
+    void* C;
+    cudaDataType Ctype;
+    int ldc;
+    long long strideC;
+    int batchCount;
+    bool halfScale; // CUBLAS_COMPUTE_16F: alpha and beta are __half
+};
+
+//! C = alpha op(A) op(B) + beta C per batch entry, column-major, fp32 accumulation; C is not read when beta == 0.
+void referenceGemm(Gemm const& g)
+{
+    auto const scalar = [&g](void const* p) {
+        return g.halfScale ? __half2float(*static_cast<__half const*>(p)) : *static_cast<float const*>(p);
+    };
+    float const a = scalar(g.alpha);
+    float const b = scalar(g.beta);
+    for (int batch = 0; batch < g.batchCount; ++batch)
+    {
+        for (int j = 0; j < g.n; ++j)
+        {
+            for (int i = 0; i < g.m; ++i)
+            {
+                float acc = 0.F;
+                for (int l = 0; l < g.k; ++l)
+                {
+                    long long const ia = g.transa == CUBLAS_OP_N ? i + static_cast<long long>(l) * g.lda
+                                                                 : l + static_cast<long long>(i) * g.lda;
+                    long long const ib = g.transb == CUBLAS_OP_N ? l + static_cast<long long>(j) * g.ldb
+                                                                 : j + static_cast<long long>(l) * g.ldb;
+                    float const va = load(g.A, batch * g.strideA + ia, g.Atype);
+                    acc = std::fma(va, load(g.B, batch * g.strideB + ib, g.Btype), acc);
+                }
+                long long const ic = batch * g.strideC + i + static_cast<long long>(j) * g.ldc;
+                store(g.C, ic, g.Ctype, b != 0.F ? a * acc + b * load(g.C, ic, g.Ctype) : a * acc);
+            }
+        }
+    }
 }
 
 } // namespace
@@ -241,52 +294,23 @@ extern "C" cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cubl
         poison(cudaErrorIllegalAddress, name + ": " + (why.empty() ? "bad stream or workspace" : why));
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
-    bool const halfScale = computeType == CUBLAS_COMPUTE_16F || computeType == CUBLAS_COMPUTE_16F_PEDANTIC;
-    float const a = halfScale ? __half2float(*static_cast<__half const*>(alpha)) : *static_cast<float const*>(alpha);
-    float const b = halfScale ? __half2float(*static_cast<__half const*>(beta)) : *static_cast<float const*>(beta);
-
+    Gemm const gemm{transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc,
+        strideC, batchCount, computeType == CUBLAS_COMPUTE_16F || computeType == CUBLAS_COMPUTE_16F_PEDANTIC};
     // Run as device code: faults name this function (the pointers were checked above).
     DeviceScope scope(name);
     sigjmp_buf jump;
     g_activity.jump = &jump;
-    cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
     if (sigsetjmp(jump, 1) == 0)
     {
         if (handle->workspace != nullptr)
         {
             std::memset(handle->workspace, 0xFF, handle->workspaceBytes); // cuBLAS owns its scratch while it runs
         }
-        for (int batch = 0; batch < batchCount; ++batch)
-        {
-            long long const offA = batch * strideA;
-            long long const offB = batch * strideB;
-            long long const offC = batch * strideC;
-            for (int j = 0; j < n; ++j)
-            {
-                for (int i = 0; i < m; ++i)
-                {
-                    float acc = 0.F;
-                    for (int l = 0; l < k; ++l)
-                    {
-                        long long const ia = transa == CUBLAS_OP_N ? i + static_cast<long long>(l) * lda
-                                                                   : l + static_cast<long long>(i) * lda;
-                        long long const ib = transb == CUBLAS_OP_N ? l + static_cast<long long>(j) * ldb
-                                                                   : j + static_cast<long long>(l) * ldb;
-                        acc = std::fma(load(A, offA + ia, Atype), load(B, offB + ib, Btype), acc);
-                    }
-                    long long const ic = offC + i + static_cast<long long>(j) * ldc;
-                    float const old = b != 0.F ? load(C, ic, Ctype) : 0.F; // beta == 0: C is not read
-                    store(C, ic, Ctype, b != 0.F ? a * acc + b * old : a * acc);
-                }
-            }
-        }
+        referenceGemm(gemm);
+        return CUBLAS_STATUS_SUCCESS;
     }
-    else
-    {
-        makeSticky(cudaErrorIllegalAddress); // the fault handler reported it
-        status = CUBLAS_STATUS_EXECUTION_FAILED;
-    }
-    return status;
+    makeSticky(cudaErrorIllegalAddress); // the fault handler reported it
+    return CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 extern "C" cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,

@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #define CUDA_EMU_API extern "C" __attribute__((visibility("default")))
 
@@ -76,10 +78,41 @@ private:
 //! Readable name of the function at `address` (demangled, without return and parameter types).
 std::string const& symbolName(void const* address);
 
-// ------------------------------------------------------------------ fiber stacks (emu_launch.cpp)
+// ------------------------------------------------------------------ blocks (emu_block.cpp)
 
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+
+//! Splitmix64 stream for the seeded random execution order.
+struct Rng
+{
+    unsigned long long state;
+    unsigned long long next() noexcept
+    {
+        unsigned long long z = (state += 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    template <typename T>
+    void shuffle(std::vector<T>& v) noexcept
+    {
+        for (size_t i = v.size(); i > 1; --i)
+        {
+            std::swap(v[i - 1], v[next() % i]);
+        }
+    }
+};
+
+//! Runs the block blockIdx (blockDim, gridDim set) with body(closure) as the code of each of its `threads`
+//! fibers, resumed in order 0 forward, 1 reverse, 2 shuffled with `rng` in every round. Returns "" or what went
+//! wrong (barrier misuse, writes into allocation slack); a fault longjmps out of it (then call abandonBlock).
+std::string runBlock(void (*body)(void*), void* closure, unsigned threads, int orderMode, Rng& rng);
+void abandonBlock() noexcept;
+//! Bytes of all __shared__ variables of the library (every kernel's, together).
+size_t staticSharedBytes() noexcept;
 //! True when `address` is in the guard page of a fiber stack (a CUDA thread overflowed its stack).
 bool inFiberStackGuard(uintptr_t address) noexcept;
+std::string coords(uint3 v);
 
 } // namespace cuda_emu
 

@@ -2,7 +2,7 @@
  * CUDA emulation for tests (not shipped): device memory. Every cudaMalloc gets its own mapping
  * [guard page][slack | buffer | slack][guard page]; the buffer ends against the trailing guard page (up to the
  * alignment, ESAN_CUDA_EMU_ALIGN, default 1 byte: tight), every byte starts as 0xFF (NaN in fp16/fp32/fp64), and
- * the pages are inaccessible while host code runs (a host dereference of a device pointer faults). Freed
+ * the pages are inaccessible while host code runs (a host dereference of a device pointer gets SIGSEGV). Freed
  * buffers stay mapped PROT_NONE (use after free faults). Slack bytes are checked after threads and launches.
  */
 #include "emu_internal.h"
