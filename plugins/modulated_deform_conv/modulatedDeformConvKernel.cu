@@ -277,9 +277,9 @@ int32_t forward(EsanDcnParams const& p, int32_t dataType, T const* input, T cons
         if (bias != nullptr)
         {
             int64_t const total = static_cast<int64_t>(p.batch) * p.outChannels * static_cast<int64_t>(outPlane);
-            cudaLaunchConfig_t const config = launchConfig(dim3(gridFor(total, kIm2colThreads)), kIm2colThreads, stream);
-            if (cudaLaunchKernelEx(&config, fillBiasKernel<T>, bias, output, p.outChannels,
-                    static_cast<int64_t>(outPlane), total)
+            cudaLaunchConfig_t const fill = launchConfig(dim3(gridFor(total, kIm2colThreads)), kIm2colThreads, stream);
+            if (cudaLaunchKernelEx(
+                    &fill, fillBiasKernel<T>, bias, output, p.outChannels, static_cast<int64_t>(outPlane), total)
                 != cudaSuccess)
             {
                 return ESAN_DCN_ERR_CUDA;
