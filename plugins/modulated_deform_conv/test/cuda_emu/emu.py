@@ -126,8 +126,8 @@ def build_variants(tools: Toolchain, sources: dict[str, str | None], jobs: int =
         copy = out / "modulatedDeformConvKernel.emu.cpp"
         copy.write_text(f'#line 1 "{KERNEL_SOURCE}"\n' + rewrite_launches(text))
         obj = out / "kernel.o"
-        cmd = [tools.cxx, *tools.flags(), *defines, f"-I{HERE}", f"-I{PLUGIN_DIR}", "-include", "cuda_emu.h"]
-        compiles.append([*cmd, "-Wno-unknown-pragmas", "-x", "c++", "-c", str(copy), "-o", str(obj)])
+        cmd = [tools.cxx, *tools.flags(), *defines, f"-I{HERE}", f"-I{PLUGIN_DIR}", "-Wno-unknown-pragmas"]
+        compiles.append([*cmd, "-include", str(HERE / "cuda_emu.h"), "-x", "c++", "-c", str(copy), "-o", str(obj)])
         libraries[name] = out / LIBRARY_NAME
         # -Bsymbolic: calls inside the library bind to the emulator even when a real libcudart is loaded (torch).
         link = [tools.cxx, "-shared", "-Wl,-Bsymbolic", *tools.flags(), "-o", str(libraries[name]), str(obj)]
@@ -234,5 +234,6 @@ class Emulator:
         return rows
 
 
-if __name__ == "__main__":  # python emu.py OUT_DIR: build OUT_DIR/kernel/libesan_dcn_kernels.so from the real .cu
-    print(build(prepare(Path(sys.argv[1] if len(sys.argv) > 1 else "build-emu")), "kernel"))
+if __name__ == "__main__":  # python emu.py [OUT_DIR]: OUT_DIR/kernel/libesan_dcn_kernels.so from the real .cu
+    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else PLUGIN_DIR.parents[1] / "build" / "cuda_emu"
+    print(build(prepare(out_dir), "kernel"))
