@@ -45,11 +45,6 @@ void writeStderr(std::string const& text) noexcept
     }
 }
 
-std::string coords(uint3 v)
-{
-    return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
-}
-
 char const* signalText(int sig) noexcept
 {
     switch (sig)
