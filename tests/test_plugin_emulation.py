@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from test_plugin_kernel import CASES, _make_case, _torchvision
 
-from esan.runtime import plugin_lib
+from esan.runtime.backends import plugin_lib
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMU_DIR = REPO_ROOT / "plugins" / "modulated_deform_conv" / "test" / "cuda_emu"
