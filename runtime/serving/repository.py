@@ -72,10 +72,12 @@ def config_pbtxt(bundle: Bundle, opts: ServeOptions) -> str:
     param_text = "\n".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}'
                            for k, v in params.items())
     kind = "KIND_GPU" if opts.gpu else "KIND_CPU"
+    start, end, corrid = P.CONTROLS
+    flag = "int32_false_true: [ 0, 1 ]"
     controls = (
-        f'    {{ name: "{P.CONTROLS[0]}" control [ {{ kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] }} ] }},\n'
-        f'    {{ name: "{P.CONTROLS[1]}" control [ {{ kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] }} ] }},\n'
-        f'    {{ name: "{P.CONTROLS[2]}" control [ {{ kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 }} ] }}'
+        f'    {{ name: "{start}" control [ {{ kind: CONTROL_SEQUENCE_START {flag} }} ] }},\n'
+        f'    {{ name: "{end}" control [ {{ kind: CONTROL_SEQUENCE_END {flag} }} ] }},\n'
+        f'    {{ name: "{corrid}" control [ {{ kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 }} ] }}'
     )
     return f"""# Written by esan-rt serve. One stateful model: each sequence (CORRID) is one stream.
 name: "{P.MODEL_NAME}"
