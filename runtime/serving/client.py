@@ -87,7 +87,7 @@ class ServerModel:
     def _release(self) -> None:
         """END a sequence the model refused, so Triton frees its slot now rather than at the idle timeout."""
         try:
-            self._request(np.zeros((0, 0, 3), np.uint8), end=True)
+            self._request(np.zeros((0, 0, 3), np.uint8), end=True, start=False)
         except UserError:
             pass  # the model does not know the refused stream: that error is expected
         finally:
@@ -150,13 +150,13 @@ class RemoteStream:
     def delay_frames(self) -> int:
         return self.lookahead + self.radius + self.backward_chunk - 1
 
-    def _request(self, frame: np.ndarray, *, end: bool) -> list[StreamResult]:
+    def _request(self, frame: np.ndarray, *, end: bool, start: bool | None = None) -> list[StreamResult]:
         g = self._grpc
         batch = np.ascontiguousarray(frame[None])
         inp = g.InferInput(P.FRAME, list(batch.shape), "UINT8")
         inp.set_data_from_numpy(batch)
         outputs = [g.InferRequestedOutput(name) for name in P.OUTPUTS]
-        start = not self._open
+        start = not self._open if start is None else start
         t0 = time.perf_counter()
         try:
             self.client.async_stream_infer(P.MODEL_NAME, [inp], outputs=outputs, sequence_id=self.sequence_id,
@@ -233,7 +233,7 @@ class RemoteStream:
     def _release(self) -> None:
         """END a sequence the model refused, so Triton frees its slot now rather than at the idle timeout."""
         try:
-            self._request(np.zeros((0, 0, 3), np.uint8), end=True)
+            self._request(np.zeros((0, 0, 3), np.uint8), end=True, start=False)
         except UserError:
             pass  # the model does not know the refused stream: that error is expected
         finally:
