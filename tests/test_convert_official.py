@@ -8,13 +8,16 @@ from esan.train.cli import main as esan_train
 from esan.train.convert import convert_state_dict
 from esan.train.errors import UserError
 
-VGG = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
-       (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)]
+VGG_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # conv indices of vgg16.features
+VGG_STAGES = (0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4)  # stage of each conv
 
 
-def authors_shapes() -> dict[str, tuple[int, ...]]:
-    """The authors' ESAN-epoch_18.pth layout, written out from DESIGN.md section 1 (paper config)."""
-    nf, g = 512, 8
+def authors_shapes(widths=(64, 128, 256, 512, 512), g: int = 8, hidden: int | None = None) -> dict[str, tuple]:
+    """The authors' ESAN-epoch_18.pth layout, written out from DESIGN.md section 1 (paper config by
+    default; smaller ``widths``/``g``/``hidden`` give a small file of the same layout for fast tests)."""
+    nf = widths[4]
+    hidden = hidden or nf
+    vgg = [(i, 3 if k == 0 else widths[VGG_STAGES[k - 1]], widths[VGG_STAGES[k]]) for k, i in enumerate(VGG_CONVS)]
     shapes: dict[str, tuple[int, ...]] = {}
 
     def conv(name, cin, cout, k):
@@ -26,9 +29,9 @@ def authors_shapes() -> dict[str, tuple[int, ...]]:
         shapes[f"{name}.bias"] = (nf,)
         conv(f"{name}.conv_offset_mask", nf, 3 * g * 9, 3)
 
-    for i, cin, cout in VGG:
+    for i, cin, cout in vgg:
         conv(f"base.{i}", cin, cout, 3)
-    conv("L1_conv.0", 256, nf, 1)
+    conv("L1_conv.0", widths[2], nf, 1)
     p = "pcd_align."
     conv(p + "L3_offset_conv1", 2 * nf, nf, 3)
     conv(p + "L3_offset_conv2", nf, nf, 3)
@@ -43,16 +46,21 @@ def authors_shapes() -> dict[str, tuple[int, ...]]:
     conv(p + "cas_offset_conv2", nf, nf, 3)
     dcn(p + "cas_dcnpack")
     conv("sc_fusion", 5 * nf, nf, 1)
-    conv("lstm_forw.cell_list.0.conv", 2 * nf, 4 * nf, 3)
-    conv("lstm_back.cell_list.0.conv", 2 * nf, 4 * nf, 3)
-    conv("final_conv.0", nf, 1, 3)
+    conv("lstm_forw.cell_list.0.conv", nf + hidden, 4 * hidden, 3)
+    conv("lstm_back.cell_list.0.conv", nf + hidden, 4 * hidden, 3)
+    conv("final_conv.0", hidden, 1, 3)
     return shapes
+
+
+def authors_state_dict(seed: int = 0, **sizes) -> dict[str, torch.Tensor]:
+    """Random tensors in the authors' layout (see ``authors_shapes``)."""
+    gen = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=gen) * 0.01 for k, s in authors_shapes(**sizes).items()}
 
 
 @pytest.fixture(scope="module")
 def authors_state():
-    gen = torch.Generator().manual_seed(0)
-    return {k: torch.randn(s, generator=gen) * 0.01 for k, s in authors_shapes().items()}
+    return authors_state_dict()
 
 
 def test_every_authors_key_maps_and_backward_cell_uses_forward_weights(authors_state):
@@ -93,6 +101,6 @@ def test_cli_refuses_an_incomplete_file(authors_state, tmp_path, capsys):
     torch.save(partial, src)
     assert esan_train(["convert-official", str(src), str(tmp_path / "x.pt")]) == 2
     with pytest.raises(UserError):
-        from esan.train.convert import convert_official
+        from esan.train.checkpoint import convert_official
 
         convert_official(src, tmp_path / "x.pt")

@@ -1,6 +1,8 @@
 """ESAN checkpoints: one ``.pt`` file with config, weights and metadata, written atomically.
 
-Files are read with ``torch.load(weights_only=True)``: no pickled code is ever executed.
+Files are read with ``torch.load(weights_only=True)``: no pickled code is ever executed. ``load``
+also takes the authors' released ``.pth`` (recognised by its keys, converted in memory by
+``esan.train.convert``), so every command that takes a checkpoint takes their file too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 
 from esan.runtime.core.fsutil import atomic_path
 from esan.runtime.core.version import package_version, utc_now
+from esan.train import convert
 from esan.train.config import ESANConfig
 from esan.train.errors import UserError
 from esan.train.model import ESAN
@@ -50,7 +53,10 @@ def read_file(path: str | os.PathLike) -> Any:
 
 def load_payload(path: str | os.PathLike) -> dict[str, Any]:
     """The raw checkpoint dict, validated to be ours."""
-    payload = read_file(path)
+    return _validated(read_file(path), path)
+
+
+def _validated(payload: Any, path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, dict) and any(str(k).startswith(("base.", "pcd_align.")) for k in payload):
@@ -79,8 +85,12 @@ def build_model(cfg: ESANConfig, state_dict: dict[str, torch.Tensor], source: st
 
 
 def load(path: str | os.PathLike) -> ESAN:
-    """Load a checkpoint written by ``save``; the model comes back in eval mode on the CPU."""
-    payload = load_payload(path)
+    """Load a checkpoint written by ``save``, or the authors' ``.pth`` (converted in memory, said in one
+    line on stderr); the model comes back in eval mode on the CPU."""
+    obj = read_file(path)
+    if convert.is_official(obj):
+        return convert.load_official(obj, path)
+    payload = _validated(obj, path)
     try:
         cfg = ESANConfig.from_dict(payload["config"])
     except (TypeError, KeyError) as exc:
@@ -89,4 +99,18 @@ def load(path: str | os.PathLike) -> ESAN:
 
 
 def load_meta(path: str | os.PathLike) -> dict[str, Any]:
-    return dict(load_payload(path).get("meta", {}))
+    """The checkpoint's metadata (for the authors' ``.pth``: where it came from)."""
+    from esan.train import convert
+
+    obj = read_file(path)
+    if convert.is_official(obj):
+        return {"source": str(path), "converted_from": "ESAN-VSP official"}
+    return dict(_validated(obj, path).get("meta", {}))
+
+
+def convert_official(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> convert.ConversionReport:
+    """Read the authors' ``.pth``, write an esan-rt checkpoint, return what mapped and what did not."""
+    model, report = convert.convert_state_dict(read_file(src_path))
+    convert.require_complete(report, src_path)
+    save(dst_path, model, source=str(src_path), converted_from="ESAN-VSP official", notes=report.notes)
+    return report

@@ -22,4 +22,8 @@ COMMANDS.register(
     _convert_args,
 )
 
+from esan.train.prepare_args import HELP, add_prepare_args  # noqa: E402
+
+COMMANDS.register("prepare", HELP, "esan.train.prepare:main", add_prepare_args)
+
 import esan.train.fit_args  # noqa: E402, F401  (registers synth, fit, eval, predict)

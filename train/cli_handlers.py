@@ -6,7 +6,7 @@ import argparse
 
 
 def convert_official(args: argparse.Namespace) -> int:
-    from esan.train.convert import convert_official as convert
+    from esan.train.checkpoint import convert_official as convert
 
     report = convert(args.src, args.dst)
     for line in report.lines():

@@ -101,10 +101,11 @@ def scan_split(root: str | Path, dataset: str, split: str, need_targets: bool = 
         raise UserError(f"data directory {root} does not exist")
     folder = root / dataset / split
     if not folder.is_dir():
-        have = sorted(p.name for p in root.iterdir() if p.is_dir())
+        have = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         raise UserError(f"{folder} does not exist (datasets under {root}: {', '.join(have) or 'none'}); "
                         f"expected ROOT/<dataset>/<split>/<video>/images/")
-    dirs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
+    dirs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: natural_key(p.name))
     if max_videos is not None:
         dirs = dirs[:max_videos]
     videos = [scan_video(d, need_targets) for d in dirs]
@@ -245,22 +246,27 @@ class ClipDataset:
 
 
 class StepSampler:
-    """Indices ``start*batch .. stop*batch - 1`` in order: step ``s`` always gets the same clips,
-    so a resumed run sees exactly the data of an uninterrupted one."""
+    """The clip indices of steps ``start_step .. stop_step - 1``, in order: step ``s`` always gets clips
+    ``s*B .. s*B + B - 1`` (``B = batch_size * world``), so a resumed run sees exactly the data of an
+    uninterrupted one. Of several processes, rank ``r`` takes the ``r``-th ``batch_size`` of each step."""
 
-    def __init__(self, batch_size: int, start_step: int, stop_step: int) -> None:
+    def __init__(self, batch_size: int, start_step: int, stop_step: int, rank: int = 0, world: int = 1) -> None:
         self.batch_size, self.start, self.stop = batch_size, start_step, stop_step
+        self.rank, self.world = rank, world
 
     def __iter__(self):
-        return iter(range(self.start * self.batch_size, self.stop * self.batch_size))
+        b, total = self.batch_size, self.batch_size * self.world
+        return (s * total + self.rank * b + j for s in range(self.start, self.stop) for j in range(b))
 
     def __len__(self) -> int:
         return max(self.stop - self.start, 0) * self.batch_size
 
 
-def make_loader(dataset: ClipDataset, batch_size: int, start_step: int, stop_step: int, workers: int = 0):
-    """A torch DataLoader yielding the batches of steps ``start_step .. stop_step - 1``."""
+def make_loader(dataset: ClipDataset, batch_size: int, start_step: int, stop_step: int, workers: int = 0,
+                rank: int = 0, world: int = 1):
+    """A torch DataLoader yielding this process's ``batch_size`` clips of steps ``start_step .. stop_step - 1``."""
     from torch.utils.data import DataLoader
 
-    return DataLoader(dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step, stop_step),
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=StepSampler(batch_size, start_step, stop_step, rank, world),
                       num_workers=workers, drop_last=True, persistent_workers=False)

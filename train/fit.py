@@ -5,7 +5,10 @@ optional step/cosine schedule, mixed precision on CUDA (autocast + GradScaler), 
 periodic validation (CC, NSS, SIM, KLD, AUC-J on a few videos of the val split) and atomic
 checkpoints in the run directory. ``--resume`` continues bit-for-bit: step ``s`` always trains on
 the same clips and every state (weights, optimiser, scheduler, scaler, RNG) is restored.
-Ctrl-C saves a usable checkpoint of the last finished step before exiting.
+Ctrl-C saves a usable checkpoint of the last finished step before exiting. Several processes
+(``torchrun --nproc-per-node N -m esan.train fit`` or ``--nproc N``) train with DistributedDataParallel
+(:mod:`esan.train.distributed`): ``--batch-size`` stays the clips per step over all processes, so
+a run (and its resume) sees the same clips whatever N is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,7 +29,7 @@ from typing import Any
 
 import torch
 
-from esan.train import fit_state
+from esan.train import backbone, distributed, fit_state
 from esan.train.config import ESANConfig
 from esan.train.data import ClipDataset, datasets_of, make_loader, scan_setting, scan_split, splits_of
 from esan.train.errors import UserError
@@ -138,33 +142,57 @@ def _log(run_dir: Path, record: dict[str, Any]) -> None:
 def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a training run; returns ``{"step", "val", "history"}``.
 
-    ``on_step(step)`` is called after each finished step (tests use it to interrupt a run).
+    Under torchrun (``WORLD_SIZE > 1``) every process calls this: DDP, ``batch_size / world`` clips per
+    process and step, rank 0 alone writes. ``on_step(step)`` is called after each finished step (tests
+    use it to interrupt a run).
     """
-    from esan.train.predict import resolve_device
-
     opts = opts.resolved()
-    device = resolve_device(opts.device)
+    dist = distributed.from_env()
+    if opts.batch_size % dist.world:
+        raise UserError(f"--batch-size {opts.batch_size} is not divisible by the {dist.world} processes; "
+                        f"it is the clips per step over all of them")
+    device = distributed.device_for(dist, opts.device)
+    distributed.setup(dist, device)
+    try:
+        result = _train(opts, dist, device, on_step, progress and dist.main)
+        distributed.barrier(dist)  # return once rank 0 has written everything
+        return result
+    finally:
+        distributed.teardown(dist)
+
+
+def _build(opts: FitOptions, run_dir: Path, dist: distributed.Dist) -> tuple[ESAN, dict[str, Any] | None]:
+    """A fresh model (seeded, backbone weights) or the one to resume, with its training state."""
+    if opts.resume:
+        model, _, state = fit_state.load_run(run_dir)
+        return model, state
+    torch.manual_seed(opts.seed)
+    model = ESAN(opts.config or ESANConfig.preset(opts.preset))
+    main = dist.main
+    if opts.backbone_weights == backbone.IMAGENET and dist.enabled:  # rank 0 downloads, the others wait
+        if main:
+            backbone.imagenet_for(model.cfg)
+        distributed.barrier(dist)
+    if opts.backbone_weights:
+        n = fit_state.load_backbone(model, opts.backbone_weights)
+        if main:
+            print(f"loaded {n} backbone tensors from {opts.backbone_weights}", file=sys.stderr)
+    elif main:
+        fit_state.warn("no --backbone-weights: the VGG16 backbone trains from scratch (the paper starts from "
+                       "ImageNet weights: --backbone-weights imagenet, --preset paper)")
+    return model, None
+
+
+def _train(opts: FitOptions, dist: distributed.Dist, device: torch.device, on_step, progress: bool) -> dict[str, Any]:
     run_dir = Path(opts.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_videos = scan_setting(opts.data, opts.setting, "train")
-    val_videos = _val_subset(opts)
-
-    state = None
-    if opts.resume:
-        model, meta, state = fit_state.load_run(run_dir)
-        start = int(state["step"])
-    else:
-        torch.manual_seed(opts.seed)
-        model = ESAN(opts.config or ESANConfig.preset(opts.preset))
-        start = 0
-        if opts.backbone_weights:
-            n = fit_state.load_backbone(model, opts.backbone_weights)
-            print(f"loaded {n} backbone tensors from {opts.backbone_weights}", file=sys.stderr)
-        else:
-            fit_state.warn("no --backbone-weights: the VGG16 backbone trains from scratch (the paper starts "
-                           "from ImageNet weights: torchvision's vgg16-397923af.pth, --preset paper)")
+    val_videos = _val_subset(opts)  # every process checks the data; rank 0 alone validates
+    model, state = _build(opts, run_dir, dist)
+    start = int(state["step"]) if state is not None else 0
     cfg = model.cfg
     model.to(device).train()
+    net = distributed.wrap(dist, model, device)
     amp = opts.amp and device.type == "cuda"
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     scheduler = make_scheduler(optimizer, opts.schedule, opts.steps)
@@ -177,15 +205,17 @@ def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progre
         fit_state.restore_rng(state)
 
     dataset = ClipDataset(train_videos, opts.clip_len, cfg.input_size, cfg.output_size, seed=opts.seed)
-    loader = make_loader(dataset, opts.batch_size, start, opts.steps, workers=opts.workers)
+    loader = make_loader(dataset, opts.batch_size // dist.world, start, opts.steps, workers=opts.workers,
+                         rank=dist.rank, world=dist.world)
     meta = {"options": opts.record(), "setting": opts.setting}
     history: list[dict[str, Any]] = []
     val: dict[str, float] = {}
-    best = _best_cc(run_dir) if opts.resume else -float("inf")
+    best = _best_cc(run_dir) if opts.resume and dist.main else -float("inf")
     step = start
 
     def save() -> None:
-        fit_state.save_run(run_dir, model, optimizer, scheduler, scaler, step, {**meta, "val": val})
+        if dist.main:
+            fit_state.save_run(run_dir, model, optimizer, scheduler, scaler, step, {**meta, "val": val})
 
     bar = None
     if progress:
@@ -199,10 +229,15 @@ def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progre
             maps = batch["maps"].to(device, non_blocking=True)
             fix = batch["fixations"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                pred = model(frames)
-            loss, terms = saliency_loss(pred.float(), maps, fix)
-            if not torch.isfinite(loss):
-                raise UserError(f"loss became {loss.item()} at step {step + 1}; lower --lr (now {opts.lr})")
+                pred = net(frames)
+            nss_frames = None
+            if dist.enabled:  # the NSS term averages over the frames with fixations of all processes
+                with_fix = (fix.flatten(-2) > 0).any(-1).sum().float()
+                nss_frames = distributed.all_sum(dist, with_fix).clamp_min(1.0) / dist.world
+            loss, terms = saliency_loss(pred.float(), maps, fix, nss_frames=nss_frames)
+            stats = distributed.all_sum(dist, torch.stack([loss.detach(), *terms.values()])) / dist.world
+            if not torch.isfinite(stats[0]):
+                raise UserError(f"loss became {stats[0].item()} at step {step + 1}; lower --lr (now {opts.lr})")
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -219,15 +254,16 @@ def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progre
                     optimizer.step()
                 scheduler.step()
                 step += 1
-            clips += frames.shape[0]
+            clips += frames.shape[0] * dist.world
+            values = stats.tolist()
             if bar is not None:
                 now = time.time()
-                bar.set_postfix(loss=f"{loss.item():.3f}", clips_s=f"{clips / max(now - t_last, 1e-9):.2f}")
+                bar.set_postfix(loss=f"{values[0]:.3f}", clips_s=f"{clips / max(now - t_last, 1e-9):.2f}")
                 bar.update(1)
-            record = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+            record = {"step": step, "loss": values[0], **dict(zip(terms, values[1:], strict=True)),
                       "lr": scheduler.get_last_lr()[0]}
             if opts.val_every > 0 and step % opts.val_every == 0 or step == opts.steps:
-                if val_videos:
+                if val_videos and dist.main:
                     val = validate(model, val_videos, opts, device)
                     record["val"] = val
                     if val.get("cc", -1) > best:
@@ -235,8 +271,11 @@ def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progre
                         from esan.train import checkpoint
 
                         checkpoint.save(run_dir / fit_state.BEST, model, step=step, **meta, val=val)
+                if opts.val_videos > 0:
+                    distributed.barrier(dist)  # the other processes wait for rank 0's validation
             history.append(record)
-            _log(run_dir, record)
+            if dist.main:
+                _log(run_dir, record)
             if opts.save_every > 0 and step % opts.save_every == 0 or step == opts.steps:
                 save()
             if on_step is not None:
@@ -246,8 +285,9 @@ def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progre
             bar.close()
             bar = None
         save()
-        print(f"\ninterrupted: saved step {step} to {run_dir / fit_state.LAST}; continue with --resume",
-              file=sys.stderr)
+        if dist.main:
+            print(f"\ninterrupted: saved step {step} to {run_dir / fit_state.LAST}; continue with --resume",
+                  file=sys.stderr)
         raise
     finally:
         if bar is not None:
@@ -258,7 +298,7 @@ def train(opts: FitOptions, on_step: Callable[[int], None] | None = None, progre
 
 
 def main(args) -> int:
-    """``esan-train fit`` handler."""
+    """``esan-train fit`` handler; ``--nproc N`` (outside torchrun) relaunches the command under torchrun."""
     opts = FitOptions(
         data=args.data, setting=args.setting, out=args.out, preset=args.preset, steps=args.steps, lr=args.lr,
         schedule=args.schedule, batch_size=args.batch_size, clip_len=args.clip_len, grad_clip=args.grad_clip,
@@ -266,7 +306,20 @@ def main(args) -> int:
         save_every=args.save_every, backbone_weights=args.backbone_weights, seed=args.seed, device=args.device,
         workers=args.workers, amp=not args.no_amp, resume=args.resume,
     )
+    nproc = getattr(args, "nproc", 1)
+    if nproc != 1 and "LOCAL_RANK" not in os.environ:
+        from esan.train.fit_args import _fit_args
+
+        if nproc < 1 or opts.batch_size % nproc:
+            raise UserError(f"--nproc must be >= 1 and divide --batch-size {opts.batch_size} (the clips per step "
+                            f"over all processes), got {nproc}")
+        scan_setting(opts.resolved().data, opts.setting, "train")  # common mistakes: one clear line, no launch
+        _val_subset(opts)
+        if opts.backbone_weights == backbone.IMAGENET and not opts.resume:  # download once, before the launch
+            backbone.imagenet_for(opts.config or ESANConfig.preset(opts.preset))
+        return distributed.launch(nproc, ["fit", *distributed.argv_of(args, _fit_args, skip=("nproc",))])
     result = train(opts)
-    val = ", ".join(f"{k} {v:.3f}" for k, v in result["val"].items())
-    print(f"done: step {result['step']}; val {val or 'n/a'}; checkpoint {Path(args.out) / fit_state.LAST}")
+    if distributed.from_env().main:
+        val = ", ".join(f"{k} {v:.3f}" for k, v in result["val"].items())
+        print(f"done: step {result['step']}; val {val or 'n/a'}; checkpoint {Path(args.out) / fit_state.LAST}")
     return 0

@@ -1,4 +1,4 @@
-"""Run-directory state of ``esan-train fit``: checkpoints, resumable training state, backbone weights.
+"""Run-directory state of ``esan-train fit``: checkpoints and resumable training state.
 
 ``RUN_DIR/last.pt`` is an ordinary esan-rt checkpoint (eval/predict/export read it);
 ``RUN_DIR/train_state.pt`` holds what resuming needs (optimiser, scheduler, grad scaler, step,
@@ -15,6 +15,7 @@ import torch
 
 from esan.runtime.core.fsutil import atomic_path
 from esan.train import checkpoint
+from esan.train.backbone import load_backbone  # noqa: F401  (re-exported: fit_state.load_backbone)
 from esan.train.errors import UserError
 from esan.train.model import ESAN
 
@@ -59,32 +60,6 @@ def restore_rng(state: dict[str, Any]) -> None:
     cuda = state.get("cuda_rng") or []
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-
-
-def load_backbone(model: ESAN, path: str | Path) -> int:
-    """Load torchvision's vgg16 state dict (``features.<i>.weight|bias``) into ``model.base``.
-
-    Returns the number of tensors loaded; a clear ``UserError`` if the file does not fit.
-    """
-    sd = checkpoint.read_file(path)
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise UserError(f"{path} is not a state dict")
-    feats = {k[len("features."):]: v for k, v in sd.items() if isinstance(k, str) and k.startswith("features.")}
-    if not feats:
-        raise UserError(f"{path} has no 'features.<i>.*' tensors; expected torchvision's vgg16 state dict "
-                        "(e.g. vgg16-397923af.pth)")
-    own = model.base.state_dict()
-    missing = sorted(set(own) - set(feats))
-    wrong = sorted(k for k in own if k in feats and tuple(feats[k].shape) != tuple(own[k].shape))
-    if missing or wrong:
-        what = f"missing {missing[0]}" if missing else (
-            f"features.{wrong[0]} is {tuple(feats[wrong[0]].shape)}, the backbone needs {tuple(own[wrong[0]].shape)}")
-        raise UserError(f"{path} does not fit this model's VGG16 backbone ({what}); the tiny preset has "
-                        "reduced widths, so ImageNet weights only fit --preset paper")
-    model.base.load_state_dict({k: feats[k] for k in own})
-    return len(own)
 
 
 def warn(msg: str) -> None:

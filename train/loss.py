@@ -73,9 +73,15 @@ def kl_per_frame(pred: Tensor, gt: Tensor) -> Tensor:
 
 
 def saliency_loss(
-    pred: Tensor, gt_map: Tensor, fixations: Tensor, weights: LossWeights | None = None
+    pred: Tensor, gt_map: Tensor, fixations: Tensor, weights: LossWeights | None = None,
+    nss_frames: Tensor | float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The weighted loss and its terms (detached scalars, signed as in the loss)."""
+    """The weighted loss and its terms (detached scalars, signed as in the loss).
+
+    ``nss_frames``: the number (> 0) of frames with fixations the NSS term is averaged over (default:
+    this batch's, at least 1). Data-parallel training passes the count over all processes divided by
+    their number, so the averaged gradients equal those of one process holding the whole batch.
+    """
     w = weights or LossWeights()
     if pred.shape != gt_map.shape or pred.shape != fixations.shape:
         raise ValueError(f"shape mismatch: pred {tuple(pred.shape)}, map {tuple(gt_map.shape)}, "
@@ -83,7 +89,8 @@ def saliency_loss(
     with torch.autocast(device_type=pred.device.type, enabled=False):
         nss, valid = nss_per_frame(pred, fixations)
         v = valid.float()
-        l_nss = -(nss * v).sum() / v.sum().clamp_min(1.0)
+        count = v.sum().clamp_min(1.0) if nss_frames is None else torch.as_tensor(nss_frames).to(v)
+        l_nss = -(nss * v).sum() / count
         l_cc = -cc_per_frame(pred, gt_map).mean()
         l_sim = -sim_per_frame(pred, gt_map).mean()
         l_kl = kl_per_frame(pred, gt_map).mean()

@@ -1,6 +1,6 @@
 """One interface for every inference backend (torch, ONNX Runtime, native TensorRT).
 
-The idea is a Polygraphy-like *runner*: the streaming core (``esan.runtime.core.processor``) only calls
+The idea is a Polygraphy-like *runner*: the streaming core (``esan.runtime.core.scheduler``) only calls
 the five engine stages of DESIGN.md section 3 and never looks inside the arrays it gets back.
 
 * ``encode(frame, valid)`` — encoder: ``uint8 [1,H,W,3]`` letterboxed RGB and ``uint8 [1,H,W,1]``
@@ -12,7 +12,10 @@ the five engine stages of DESIGN.md section 3 and never looks inside the arrays 
 * ``backward_window(xs)`` — ``bwd_window`` (``xs[i]`` = projection of frame t+i) -> ``hb``, or
   ``None`` when the backend has no unrolled graph for ``len(xs)`` frames;
 * ``decode(hf, hb)`` — decoder -> ``float32 [H/2, W/2]`` numpy map;
-* ``close()``.
+* ``close()``;
+* ``encode_batch``, ``align_batch``, ``step_batch``, ``backward_window_batch``, ``decode_batch`` -- the same
+  stages for B streams at once (lists in, lists out; ``esan.runtime.core.scheduler``); the defaults loop
+  over the single calls, backends with batched engines override them.
 
 ``Array`` is backend-native and opaque (numpy for ONNX Runtime, torch tensors for torch, device
 buffers for TensorRT); only ``decode`` returns numpy. Backends are used from one thread.
@@ -142,6 +145,28 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def decode(self, hf: Array, hb: Array) -> np.ndarray:
         """Decoder: saliency map ``float32 [H/2, W/2]`` (numpy, on the host) in (0, 1)."""
+
+    # -- batched stages (one item per stream; the defaults loop over the single-item calls) --------
+    def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
+        """Encoder over ``uint8 [B,H,W,3]`` frames and ``[B,H,W,1]`` masks -> one entry per frame."""
+        return [self.encode(frames[i:i + 1], valid[i:i + 1]) for i in range(len(frames))]
+
+    def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
+        """Aligner for B streams: ``windows[b]`` (``2T+1`` entries) and ``refs[b]`` -> ``(xf, xb)`` per stream."""
+        return [self.align(w, r) for w, r in zip(windows, refs, strict=True)]
+
+    def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
+        """One ConvLSTM step for B streams -> ``(h, c)`` per stream."""
+        return [self.step(direction, x, h, c) for x, h, c in zip(xs, hs, cs, strict=True)]
+
+    def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
+        """``backward_window`` for B streams (equal window lengths); ``None`` if unavailable."""
+        out = [self.backward_window(xs) for xs in xss]
+        return None if any(h is None for h in out) else out
+
+    def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
+        """Decoder for B streams -> one ``float32 [H/2, W/2]`` map per stream."""
+        return [self.decode(hf, hb) for hf, hb in zip(hfs, hbs, strict=True)]
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
