@@ -1,7 +1,7 @@
 """Serving ESAN-RT on NVIDIA Triton Inference Server (DESIGN.md section 6).
 
 * ``repository`` -- writes a Triton model repository (model ``esan``: config.pbtxt + a thin model.py + the bundle);
-* ``triton_model`` -- the Python-backend model: per-stream state behind the many-streams scheduler;
+* ``triton_model`` -- the Python-backend model; ``router`` -- its requests -> ``MultiStreamScheduler`` rounds;
 * ``server`` -- finds (or installs) ``tritonserver`` and runs it; ``client`` -- ``RemoteStream``, the
   push/finish processor whose compute is on a server; ``protocol`` -- the tensor and parameter names both share.
 

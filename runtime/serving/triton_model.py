@@ -96,7 +96,7 @@ class TritonPythonModel:
         import triton_python_backend_utils as pb
 
         from esan.runtime.backends import open_backend
-        from esan.runtime.serving.streams import open_scheduler
+        from esan.runtime.core.scheduler import MultiStreamScheduler
 
         self.pb = pb
         sys.unraisablehook = _quiet_dlpack_deleter(sys.unraisablehook)
@@ -110,7 +110,7 @@ class TritonPythonModel:
         threads = int(par.get("threads", "0")) or None
         self.backend = open_backend(par["backend"], bundle_dir=version_dir / par["bundle"], device=device,
                                     lookahead=lookahead, precision=par.get("precision") or None, threads=threads)
-        scheduler = open_scheduler(self.backend, lookahead, chunk, int(par["max_streams"]))
+        scheduler = MultiStreamScheduler(self.backend, lookahead, chunk, max_streams=int(par["max_streams"]))
         idle_s = int(config["sequence_batching"]["max_sequence_idle_microseconds"]) / 1e6
         self.router = StreamRouter(scheduler, max_frame_pixels=int(par["max_frame_pixels"]), idle_timeout_s=idle_s)
         self.metrics = _Metrics(pb, {"model": config["name"], "instance": args.get("model_instance_name", "")})
