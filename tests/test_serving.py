@@ -262,3 +262,26 @@ def test_server_dying_mid_stream_flushes_says_so_and_fails(tiny_bundle, tmp_path
     assert f"server {srv.grpc} went away mid-stream" in err, err
     written = len(list(maps.glob("*.npy")))
     assert 3 <= written < 200 and report.is_file()
+
+
+def test_bench_through_the_server_beside_in_process(idle_server, tiny_bundle, tmp_path) -> None:
+    import json
+
+    from esan.runtime.cli import main
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    import cv2
+
+    for i, f in enumerate(make_clip(6, (45, 80), seed=6)):
+        cv2.imwrite(str(folder / f"{i}.png"), f)
+    rc = main(["bench", "--server", idle_server.grpc, "--streams", "2,1", "--frames", "6", "--bundle",
+               str(tiny_bundle), "--source", str(folder), "--threads", "1", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    report = json.loads((tmp_path / "out" / "serving.json").read_text())
+    assert [r["streams"] for r in report["rows"]] == [1, 2]
+    for row in report["rows"]:
+        for side in ("server", "in_process"):
+            assert row[side]["fps"] > 0 and row[side]["latency_ms"]["p50"] > 0
+        assert row["server"]["overhead_ms"]["p50"] is not None
+    assert report["model"]["bundle_sha256"] and report["frames_per_stream"] == 6
