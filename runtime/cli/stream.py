@@ -177,6 +177,10 @@ def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
     from esan.runtime.serving.client import RemoteStream, check_address, server_for
 
     servers = [check_address(s) for s in args.server]
+    if args.checkpoint or args.bundle:
+        _log("note: --checkpoint/--bundle are ignored with --server: the server's model computes")
+    if len(servers) > 1:
+        _log(f"note: one stream runs on one server: {servers[0]} (several streams are spread round robin)")
     processor = RemoteStream(server_for(servers, 0))  # one stream: the first server (several: round robin)
     try:
         source = open_source(args.camera, args.source, queue_size=args.queue_size, realtime=args.realtime)
