@@ -6,7 +6,9 @@ N streams run in process through ``MultiStreamScheduler`` on the bundle the serv
 or ``--checkpoint`` exported). Reported per N: aggregate frames per second (frames pushed / wall time,
 flush included), per-frame latency percentiles (a request's round trip; in process: the round that
 computed it) and, through the server, the overhead per frame: round trip minus the model's own time for
-the round (``STAGE_MS`` total), i.e. gRPC, Triton's queueing and batching and the Python-backend stub.
+the round (``STAGE_MS`` total), i.e. gRPC, the Python-backend stub and, with several streams, waiting for
+the round of the other streams in progress; Triton's own mean queue and compute time per request
+(its statistics API) split that further.
 """
 
 from __future__ import annotations
@@ -46,6 +48,23 @@ def load_frames(args: argparse.Namespace, n: int, out: Path) -> list[np.ndarray]
     return [frames[i % len(frames)] for i in range(n)]
 
 
+def triton_stats(servers: list[str]) -> dict[str, float]:
+    """Triton's cumulative per-request counters of model ``esan``, summed over the servers (ns and counts)."""
+    from esan.runtime.serving.client import connect
+
+    total = {"count": 0.0, "queue_ns": 0.0, "compute_ns": 0.0}
+    for address in servers:
+        client, _ = connect(address)
+        try:
+            stats = client.get_inference_statistics("esan", as_json=True)["model_stats"][0]["inference_stats"]
+        finally:
+            client.close()
+        total["count"] += float(stats.get("success", {}).get("count", 0))
+        total["queue_ns"] += float(stats.get("queue", {}).get("ns", 0))
+        total["compute_ns"] += float(stats.get("compute_infer", {}).get("ns", 0))
+    return total
+
+
 def served(servers: list[str], n_streams: int, frames: list[np.ndarray]) -> dict[str, Any]:
     from esan.runtime.serving.client import RemoteStream, server_for
 
@@ -67,6 +86,7 @@ def served(servers: list[str], n_streams: int, frames: list[np.ndarray]) -> dict
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(n_streams)]
+    before = triton_stats(servers)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -78,9 +98,13 @@ def served(servers: list[str], n_streams: int, frames: list[np.ndarray]) -> dict
     if errors:
         raise errors[0]
     assert sum(maps) == n_streams * len(frames), maps
+    after = triton_stats(servers)
+    count = max(after["count"] - before["count"], 1.0)
     return {"fps": round(n_streams * len(frames) / wall, 2), "wall_s": round(wall, 3),
             "latency_ms": percentiles([v for r in rtt for v in r]),
-            "overhead_ms": percentiles([v for r in overhead for v in r])}
+            "overhead_ms": percentiles([v for r in overhead for v in r]),
+            "triton_queue_ms_mean": round((after["queue_ns"] - before["queue_ns"]) / count / 1e6, 3),
+            "triton_compute_ms_mean": round((after["compute_ns"] - before["compute_ns"]) / count / 1e6, 3)}
 
 
 def in_process(backend: Any, lookahead: int, chunk: int, n_streams: int, frames: list[np.ndarray]) -> dict[str, Any]:
@@ -169,7 +193,8 @@ def run_served(args: argparse.Namespace) -> int:
 def _line(row: dict[str, Any]) -> str:
     s = row["server"]
     text = (f"bench: {row['streams']} streams: server {s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.1f} / "
-            f"p95 {s['latency_ms']['p95']:.1f} ms, overhead p50 {s['overhead_ms']['p50']:.2f} ms")
+            f"p95 {s['latency_ms']['p95']:.1f} ms, overhead p50 {s['overhead_ms']['p50']:.2f} ms "
+            f"(Triton queue mean {s['triton_queue_ms_mean']:.2f} ms)")
     if "in_process" in row:
         p = row["in_process"]
         text += (f" | in process {p['fps']:.1f} fps, latency p50 {p['latency_ms']['p50']:.1f} ms | "

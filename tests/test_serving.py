@@ -230,8 +230,11 @@ def test_streams_sharded_across_two_servers(server, tiny_bundle, tmp_path, ort_b
         lengths = [n for _, n, _ in CLIPS]
         assert second.metric("esan_frames_total") - before[1] == lengths[1] + lengths[3]
         assert server.metric("esan_frames_total") - before[0] == lengths[0] + lengths[2]
+        second.proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop too, exit code 130
+        assert second.proc.wait(15) == 130
+        assert "Ctrl-C: stopping" in second.log.read_text()
     finally:
-        assert second.stop() == 0
+        second.stop()
 
 
 def test_server_dying_mid_stream_flushes_says_so_and_fails(tiny_bundle, tmp_path) -> None:
@@ -255,6 +258,8 @@ def test_server_dying_mid_stream_flushes_says_so_and_fails(tiny_bundle, tmp_path
             time.sleep(0.1)
         os.kill(srv.triton_pid(), signal.SIGKILL)
         out, err = client.communicate(timeout=90)
+        assert srv.proc.wait(15) == 1  # esan-rt serve notices its server died and says so
+        assert "tritonserver exited on its own" in srv.log.read_text()
     finally:
         client.kill()
         srv.stop()

@@ -13,6 +13,7 @@ depends on the numpy ABI it was built with and garbles data under numpy 2. Metri
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -104,8 +105,10 @@ class TritonPythonModel:
         par = _params(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         device = par.get("device", "cpu")
-        if args.get("model_instance_kind") == "GPU" and device.startswith("cuda"):
-            device = f"cuda:{args.get('model_instance_device_id', 0)}"
+        if args.get("model_instance_kind") == "GPU":
+            # each instance is its own stub process: show it only its GPU, before anything touches CUDA
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(args.get("model_instance_device_id", 0))
+            device = "cuda" if device.startswith("cuda") else device
         lookahead, chunk = int(par["lookahead"]), int(par["backward_chunk"])
         threads = int(par.get("threads", "0")) or None
         self.backend = open_backend(par["backend"], bundle_dir=version_dir / par["bundle"], device=device,
