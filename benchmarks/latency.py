@@ -289,6 +289,12 @@ def run(args: argparse.Namespace) -> int:
         return run_served(args)
     t_start = time.perf_counter()
     load_start = bench_report.load_average()
+    from esan.runtime.backends.select import choose_backend
+
+    choice = choose_backend(args.backend, args.device)  # resolves --backend/--device auto
+    backend_choice = choice.record(args.backend, args.device)
+    args.backend, args.device = choice.backend, choice.device
+    print(f"bench: {choice.line()}", flush=True)
     L, C = args.lookahead, args.backward_chunk
     if L < 0 or C < 1 or args.frames < 1 or args.warmup < 0:
         raise UserError("need --lookahead >= 0, --backward-chunk >= 1, --frames >= 1 and --warmup >= 0")
@@ -338,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
         "naive_backward_chunk": 1, "input_size": list(cfg.input_size), "measured_frames": measured,
         "warmup_requested": args.warmup, "warmup_frames": fill, "block_frames": C, "threads": args.threads,
         "cuda_graph": args.cuda_graph, "channels_last": args.channels_last,
-        "naive_fast_paths": args.naive_fast_paths, "seed": args.seed,
+        "naive_fast_paths": args.naive_fast_paths, "seed": args.seed, "backend_choice": backend_choice,
         "interleaving": "alternating blocks of C frames, order swapped every block, same frames for both",
     }  # fmt: skip
     meta = {

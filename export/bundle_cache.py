@@ -90,12 +90,12 @@ def ensure_engines(
     if trt is None:
         raise UserError(f"--backend trt needs TensorRT: {INSTALL_HINT}; or use --backend ort")
     gpu = gpu_info()
-    if gpu is None:
-        raise UserError("--backend trt needs an NVIDIA GPU with a CUDA driver; use --backend ort on this machine")
+    if not gpu.ok:
+        raise UserError(f"--backend trt needs a usable NVIDIA GPU: {gpu.message}; or use --backend ort")
     built = load_bundle(bundle_dir, verify_hashes=False).engines
-    if built and built.tensorrt_version == str(trt.__version__) and built.compute_capability == gpu[1]:
+    if built and built.tensorrt_version == str(trt.__version__) and built.compute_capability == gpu.compute_capability:
         return
-    log(f"building TensorRT {trt.__version__} engines for {gpu[0]} into {bundle_dir} (once; takes a while)")
+    log(f"building TensorRT {trt.__version__} engines for {gpu.name} into {bundle_dir} (once; takes a while)")
     from esan.export import to_trt
 
     argv = [str(checkpoint), "--out", str(bundle_dir), "--lookahead", str(lookahead), "--precision", precision,

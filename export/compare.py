@@ -1,9 +1,13 @@
-"""``esan-rt compare BUNDLE --checkpoint CKPT [--backends ort,trt]``: every graph vs PyTorch.
+"""``esan-rt compare BUNDLE --checkpoint CKPT [--backends ort,trt]``: every graph vs PyTorch, through Polygraphy.
 
-Runs each graph of the bundle on each requested backend with realistic inputs (the same chained
-samples the export checks use) and prints max abs error and correlation per output against the
-fp32 PyTorch graphs of the checkpoint. Unavailable backends are skipped with a note. Exit code 1
-when an output misses the bundle precision's tolerance.
+Each graph of the bundle gets realistic inputs (the chained samples the export checks use).
+Polygraphy's ``Comparator`` runs them on the reference (the checkpoint's fp32 PyTorch graph, wrapped
+as a Polygraphy runner), on ONNX Runtime (``OnnxrtRunner``, CPU) and, where TensorRT, a usable GPU
+and engines are present, on TensorRT (``TrtRunner`` on the bundle's engine); its
+``compare_accuracy`` judges every output with the bundle precision's tolerance (fp32: max abs <=
+1e-4, scaled by the reference's magnitude above 1; fp16: correlation >= 0.999). On top, our table:
+max abs error and correlation per backend, graph and output. Unavailable backends are skipped with a
+note. Exit code 1 when an output misses the tolerance. Helpers: ``esan.export.compare_runners``.
 """
 
 from __future__ import annotations
@@ -11,90 +15,59 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from esan.runtime.core.bundle import Bundle, load_bundle
+from esan.runtime.core.bundle import Bundle, check_compatible, load_bundle
 from esan.runtime.core.errors import UserError
 
 BACKENDS = ("ort", "trt")
-
-
-def _ort_outputs(bundle: Bundle, name: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from esan.export import parity
-
-    return parity.run_ort(parity.ort_session(bundle.graph_path(name), threads=1), feed)
-
-
-class _TrtRunner:
-    """Runs the bundle's engines with torch CUDA buffers (compare is a diagnostic; keep it thin)."""
-
-    def __init__(self, bundle: Bundle) -> None:
-        import tensorrt as trt
-        import torch
-
-        from esan.runtime.core.bundle import check_compatible
-
-        check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__))  # one clear line if stale
-        self.trt, self.torch, self.bundle = trt, torch, bundle
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        # ONNX DeformConv was built into TensorRT's ModulatedDeformConv2d plugin (libnvinfer_plugin):
-        # register those creators before deserializing, or the engines will not load.
-        trt.init_libnvinfer_plugins(self.logger, "")
-        if bundle.dcn == "plugin":
-            from esan.runtime.backends import plugin_lib
-
-            built_with = (bundle.manifest.get("engines") or {}).get("plugin_library")
-            plugin_lib.load_plugin_library(built_with if built_with and Path(built_with).is_file() else None)
-        self.runtime = trt.Runtime(self.logger)
-
-    def __call__(self, name: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        trt, torch = self.trt, self.torch
-        engine = self.runtime.deserialize_cuda_engine(self.bundle.engine_path(name).read_bytes())
-        if engine is None:
-            raise UserError(f"TensorRT could not load {self.bundle.engine_path(name)}; rebuild with export/to_trt.py")
-        ctx = engine.create_execution_context()
-        bufs, outs = {}, []
-        for i in range(engine.num_io_tensors):
-            tname = engine.get_tensor_name(i)
-            if engine.get_tensor_mode(tname) == trt.TensorIOMode.INPUT:
-                bufs[tname] = torch.from_numpy(np.ascontiguousarray(feed[tname])).cuda()
-            else:
-                dtype = torch.from_numpy(np.empty(0, trt.nptype(engine.get_tensor_dtype(tname)))).dtype
-                bufs[tname] = torch.empty(tuple(engine.get_tensor_shape(tname)), dtype=dtype, device="cuda")
-                outs.append(tname)
-            ctx.set_tensor_address(tname, bufs[tname].data_ptr())
-        stream = torch.cuda.current_stream()
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT failed to run {name}")
-        stream.synchronize()
-        return {n: bufs[n].cpu().numpy() for n in outs}
+POLYGRAPHY_HINT = "pip install polygraphy (it comes with 'esan-rt[trt]' and 'esan-rt[dev]')"
 
 
 def _trt_skip_reason(bundle: Bundle) -> str | None:
-    from esan.export.trt_build import INSTALL_HINT, import_tensorrt
+    from esan.export.trt_build import INSTALL_HINT, gpu_info, import_tensorrt
 
     if import_tensorrt() is None:
         return f"TensorRT is not installed ({INSTALL_HINT})"
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA GPU visible to torch"
-    except ImportError:
-        return "torch is needed for the TensorRT comparison buffers"
+    gpu = gpu_info()
+    if not gpu.ok:
+        return f"no usable NVIDIA GPU: {gpu.message}"
     if bundle.engines is None:
         return f"the bundle has no engines (python export/to_trt.py CKPT --out {bundle.root})"
     return None
+
+
+def _prepare_trt(bundle: Bundle) -> None:
+    """Refuse stale engines (one line) and register the plugins the engines need."""
+    import tensorrt as trt
+
+    from esan.runtime.backends import plugin_lib
+
+    check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__))
+    # ONNX DeformConv was built into TensorRT's ModulatedDeformConv2d plugin (libnvinfer_plugin): Polygraphy's
+    # engine loader registers those creators (with its process-wide logger); plugin bundles need our library.
+    if bundle.dcn == "plugin":
+        built_with = (bundle.manifest.get("engines") or {}).get("plugin_library")
+        try:
+            plugin_lib.load_plugin_library(built_with if built_with and Path(built_with).is_file() else None)
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise UserError(str(exc)) from exc
 
 
 def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str, ...] = BACKENDS) -> tuple[list, list]:
     """``(rows, notes)``: rows are (backend, graph, output, max_abs, corr, ok)."""
     import torch
 
-    from esan.export import graphs, parity
+    from esan.export import graphs
     from esan.train import checkpoint
 
+    try:
+        from esan.export import compare_runners as cr
+    except ImportError as exc:
+        raise UserError(f"esan-rt compare runs the graphs through Polygraphy ({exc}): {POLYGRAPHY_HINT}") from None
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise UserError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
     bundle = load_bundle(bundle_dir)
     model = checkpoint.load(ckpt)
     if json.loads(json.dumps(model.cfg.to_dict())) != bundle.config:
@@ -103,28 +76,30 @@ def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str
     defs = graphs.build_graphs(model, bundle.lookahead, bundle.precision)
     refs = graphs.build_graphs(model, bundle.lookahead, "fp32")
     samples = graphs.sample_inputs(model, bundle.lookahead)
-    runners, notes = {}, []
+    use, notes = [], []
     for b in backends:
         if b == "ort":
-            runners["ort"] = lambda name, feed: _ort_outputs(bundle, name, feed)
+            use.append("ort")
             if bundle.dcn == "plugin":
                 notes.append("ort: plugin nodes were rewritten to ONNX DeformConv to run on ONNX Runtime")
-        elif b == "trt":
-            reason = _trt_skip_reason(bundle)
-            if reason:
-                notes.append(f"trt: skipped: {reason}")
-            else:
-                runners["trt"] = _TrtRunner(bundle)
+        elif (reason := _trt_skip_reason(bundle)) is not None:
+            notes.append(f"trt: skipped: {reason}")
         else:
-            raise UserError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+            _prepare_trt(bundle)
+            use.append("trt")
     rows = []
     for name in graphs.GRAPH_NAMES:
+        if not use:
+            break
         feed = graphs.cast_inputs(defs[name], samples[name])
-        ref_in = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in feed.items()}
-        ref = graphs.run_torch(refs[name], ref_in)
-        for b, run in runners.items():
-            for out, m in parity.compare_outputs(ref, run(name, feed)).items():
-                rows.append((b, name, out, m["max_abs"], m["corr"], parity.passes(m, bundle.precision)))
+        runners: list[Any] = []
+        if "ort" in use:
+            runners.append(cr.ort_runner(bundle.graph_path(name)))
+        if "trt" in use:
+            runners.append(cr.trt_runner(bundle.engine_path(name)))
+        metrics, _ = cr.compare_graph(cr.TorchReference(refs[name], feed), runners, feed, bundle.precision)
+        for (backend, out), m in metrics.items():
+            rows.append((backend, name, out, m["max_abs"], m["corr"], m["ok"]))
     return rows, notes
 
 

@@ -16,9 +16,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from esan.export.to_onnx import add_export_args
 from esan.runtime.core.errors import UserError
+
+if TYPE_CHECKING:
+    from esan.runtime.backends.cuda_probe import GpuStatus
 
 EXIT_MISSING = 3
 
@@ -62,7 +66,7 @@ def _plugin_library(arg: Path | None) -> Path:
         raise UserError(f"a plugin bundle needs the DCN plugin library ({exc}); or pass --plugin-lib PATH") from exc
 
 
-def build_engines(out: Path, args: argparse.Namespace, trt, gpu: tuple[str, str]) -> None:
+def build_engines(out: Path, args: argparse.Namespace, trt, gpu: GpuStatus) -> None:
     """Build and record one engine per graph; the manifest is rewritten only after all succeeded."""
     from esan.export.manifest_writer import read_manifest, write_manifest
     from esan.export.trt_build import EngineBuilder
@@ -78,16 +82,17 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: tuple[str, str]
     files = {}
     for i, name in enumerate(GRAPH_NAMES, 1):
         t0 = time.perf_counter()
-        plan = builder.build(out / manifest["graphs"][name]["file"])
+        graph = manifest["graphs"][name]
         with atomic_path(out / f"{name}.plan") as tmp:
-            tmp.write_bytes(plan)
+            builder.build(out / graph["file"], graph["inputs"], tmp)
+        size = (out / f"{name}.plan").stat().st_size
         files[name] = {"file": f"{name}.plan", "sha256": sha256_file(out / f"{name}.plan")}
-        print(f"[{i}/{len(GRAPH_NAMES)}] {name}: engine {len(plan) / 1e6:.1f} MB ({time.perf_counter() - t0:.1f} s)")
+        print(f"[{i}/{len(GRAPH_NAMES)}] {name}: engine {size / 1e6:.1f} MB ({time.perf_counter() - t0:.1f} s)")
     builder.save_timing_cache()
     manifest["engines"] = {
         "tensorrt_version": str(trt.__version__),
-        "gpu": gpu[0],
-        "compute_capability": gpu[1],
+        "gpu": gpu.name,
+        "compute_capability": gpu.compute_capability,
         "strongly_typed": builder.strongly_typed,
         "plugin_library": str(plugin) if plugin else None,
         "files": files,
@@ -119,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
             return EXIT_MISSING
         gpu = gpu_info()
-        if gpu is None:
-            print(f"to_trt.py: no NVIDIA GPU found (TensorRT builds engines on the GPU that runs them; needs an "
-                  f"NVIDIA GPU with a CUDA driver); the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
+        if not gpu.ok:
+            print(f"to_trt.py: no usable NVIDIA GPU: {gpu.message} (TensorRT builds engines on the GPU that runs "
+                  f"them); the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
             return EXIT_MISSING
-        print(f"building TensorRT {trt.__version__} engines on {gpu[0]} (sm {gpu[1]})")
+        print(f"building TensorRT {trt.__version__} engines on {gpu.message}")
         build_engines(out, args, trt, gpu)
     except UserError as exc:
         print(f"to_trt.py: error: {exc}", file=sys.stderr)

@@ -1,14 +1,37 @@
-"""Thin TensorRT engine building (TensorRT 10.x and 11.x); ``tensorrt`` is imported lazily.
+"""TensorRT engines through Polygraphy's loaders (TensorRT 10.x and 11.x); tensorrt and polygraphy imported lazily.
 
-Networks are created STRONGLY_TYPED on 10.x (11.x is always strongly typed; the flag is ignored there):
-precision then comes from the ONNX graph (an fp16 bundle gives fp16 engines). Without that flag
-(old builds), fp16 bundles set the FP16 builder flag instead. fp32 bundles disable TF32.
+Per graph: ``NetworkFromOnnxPath`` (strongly typed where TensorRT has the flag, 10.x; 11.x networks are
+always strongly typed) -> ``CreateConfig`` (workspace, one optimisation profile at the manifest's
+input shapes, precision) -> ``PostprocessConfig`` (the checked timing cache below) ->
+``EngineFromNetwork`` -> ``SaveEngine``. Strongly typed, precision comes from the ONNX graph (an fp16
+bundle gives fp16 engines); without the flag, fp16 bundles set the FP16 builder flag. TF32 stays off,
+so fp32 parts are computed in fp32.
+
+Timing cache: one file per bundle, shared by the graphs of a build. It is attached with
+``ignore_mismatch=False`` and the answer is checked: a cache recorded on another GPU or TensorRT
+version (or a damaged file) is not reused (TensorRT warns such a cache can give wrong or slow
+engines); a fresh cache replaces it, written atomically once every graph is built. Polygraphy's own
+``load_timing_cache`` does not look at that answer and its ``save_timing_cache`` merges the old file
+back with ``ignore_mismatch=True``, so neither is used for this.
+
+Plugins: Polygraphy's network loader registers libnvinfer_plugin's creators (TensorRT's DeformConv
+for standard bundles) with its process-wide logger. Our DCN plugin library is loaded by
+``plugin_lib.load_plugin_library``, which handles both of its builds; Polygraphy's ``LoadPlugins``
+only dlopens, which registers nothing for the default (``getCreators``) build.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from esan.runtime.core.errors import UserError
+from esan.runtime.core.fsutil import atomic_path
+
+if TYPE_CHECKING:
+    from esan.runtime.backends.cuda_probe import GpuStatus
 
 INSTALL_HINT = "install it with `pip install 'esan-rt[trt]'` (needs an NVIDIA GPU and driver)"
 
@@ -21,103 +44,124 @@ def import_tensorrt() -> ModuleType | None:
     return trt
 
 
-def gpu_info() -> tuple[str, str] | None:
-    """``(name, "major.minor")`` of CUDA device 0 via cuda-python, else torch; None without a GPU."""
+def import_polygraphy() -> tuple[Any, Any, type[Exception]]:
+    """``(polygraphy.backend.trt, G_LOGGER, PolygraphyException)``; one UserError line when it is missing."""
     try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart  # older cuda-python (removed in 13.0)
+        from polygraphy.backend import trt as ptrt
+        from polygraphy.exception import PolygraphyException
+        from polygraphy.logger import G_LOGGER
+    except ImportError as exc:
+        raise UserError(f"building TensorRT engines needs Polygraphy ({exc}): pip install 'esan-rt[trt]'") from None
+    return ptrt, G_LOGGER, PolygraphyException
 
-        err, count = cudart.cudaGetDeviceCount()
-        if int(err) != 0 or count < 1:
-            return None
-        err, prop = cudart.cudaGetDeviceProperties(0)
-        if int(err) != 0:
-            return None
-        name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-        return name.rstrip("\x00"), f"{prop.major}.{prop.minor}"
-    except ImportError:
-        pass
-    try:
-        import torch
 
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            return torch.cuda.get_device_name(0), f"{major}.{minor}"
-    except ImportError:
-        pass
-    return None
+def gpu_info() -> GpuStatus:
+    """Device 0 (name, compute capability) or why there is none usable, with the CUDA error's name."""
+    from esan.runtime.backends.cuda_probe import probe_gpu
+
+    return probe_gpu()
+
+
+class TimingCache:
+    """The build's timing cache: read once, checked against this GPU and TensorRT, saved atomically."""
+
+    def __init__(self, path: Path | None, log: Callable[[str], None] = print) -> None:
+        self.path, self.log = path, log
+        self.data = path.read_bytes() if path is not None and path.is_file() else b""
+        self.from_file = bool(self.data)  # True until TensorRT has accepted the file's cache once
+        self.rejected = False
+        self._config: Any = None
+
+    def attach(self, builder: Any, network: Any, config: Any) -> None:
+        """``PostprocessConfig`` hook: attach the cache, or a fresh one when TensorRT refuses it."""
+        self._config = config
+        if self.data:
+            try:
+                cache = config.create_timing_cache(self.data)
+            except Exception:  # a damaged file: TensorRT may raise instead of returning None
+                cache = None
+            if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+                self.from_file = False
+                return
+            if self.from_file:
+                self.rejected, self.from_file = True, False
+                self.log(f"timing cache {self.path} was recorded on another GPU or TensorRT version (or is damaged): "
+                         "not reused (it could give wrong or slow engines); a fresh one replaces it")  # fmt: skip
+            self.data = b""
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+    def update(self) -> None:
+        """Keep what the last build measured: the next graph starts from it."""
+        cache = self._config.get_timing_cache() if self._config is not None else None
+        if cache is not None:
+            self.data = bytes(cache.serialize())
+        self._config = None
+
+    def save(self) -> None:
+        if self.path is None or not self.data:
+            return
+        with atomic_path(self.path) as tmp:
+            tmp.write_bytes(self.data)
 
 
 class EngineBuilder:
-    """One builder for all graphs of a bundle, sharing a timing cache."""
+    """Builds the graphs of one bundle with the same settings and one timing cache."""
 
     def __init__(
         self, trt: ModuleType, precision: str, workspace_mb: int, timing_cache: Path | None,
-        plugin_lib: Path | None = None,
+        plugin_lib: Path | None = None, log: Callable[[str], None] = print,
     ) -> None:  # fmt: skip
-        self.trt, self.precision = trt, precision
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        trt.init_libnvinfer_plugins(self.logger, "")  # built-in DeformConv plugin for standard bundles
+        self.trt, self.precision, self.workspace_mb = trt, precision, workspace_mb
+        self.ptrt, self.g_logger, self.polygraphy_error = import_polygraphy()
+        self.timing_cache = TimingCache(timing_cache, log)
         if plugin_lib is not None:
             from esan.runtime.backends.plugin_lib import load_plugin_library
 
             load_plugin_library(plugin_lib)  # idempotent: a second build in one process is fine
-        self.builder = trt.Builder(self.logger)
-        self.workspace_mb = workspace_mb
-        self.timing_cache_path = timing_cache
-        self.config = self._config()
-
-    def _config(self):
-        trt = self.trt
-        config = self.builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_mb << 20)
-        if self.precision == "fp16" and not self.strongly_typed and hasattr(trt.BuilderFlag, "FP16"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if self.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-            config.clear_flag(trt.BuilderFlag.TF32)  # fp32 bundles promise fp32 parity (1e-4 on maps)
-        data = b""
-        if self.timing_cache_path is not None and self.timing_cache_path.is_file():
-            data = self.timing_cache_path.read_bytes()
-        cache = config.create_timing_cache(data)
-        if cache is None and data:  # unreadable cache file (another TensorRT version, truncated): start afresh
-            cache = config.create_timing_cache(b"")
-        if cache is not None:
-            config.set_timing_cache(cache, ignore_mismatch=True)
-        return config
-
-    @property
-    def strongly_typed(self) -> bool:
-        """True when the flag exists (10.x) or TensorRT is 11+ (always strongly typed)."""
-        return self._major >= 11 or hasattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
 
     @property
     def _major(self) -> int:
         return int(str(self.trt.__version__).split(".")[0])
 
-    def build(self, onnx_path: Path) -> bytes:
-        """Parse one ONNX graph and return the serialized engine."""
-        trt = self.trt
-        flags = 0
-        # 10.x: opt in (EXPLICIT_BATCH is deprecated and ignored there, so it is not set). 11.x: every
-        # network is strongly typed and the flag is deprecated and ignored, so it is left out.
-        if self._major < 11 and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        network = self.builder.create_network(flags)
-        parser = trt.OnnxParser(network, self.logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RuntimeError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
-        plan = self.builder.build_serialized_network(network, self.config)
-        if plan is None:
-            raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path.name} (see the log above)")
-        return bytes(plan)
+    @property
+    def strongly_typed_flag(self) -> bool:
+        """Whether to ask for a strongly typed network (10.x; on 11.x the flag is deprecated and ignored)."""
+        return self._major < 11 and hasattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+
+    @property
+    def strongly_typed(self) -> bool:
+        """True when the flag exists (10.x) or TensorRT is 11+ (always strongly typed)."""
+        return self._major >= 11 or self.strongly_typed_flag
+
+    def _profile(self, inputs: Sequence[dict]) -> Any:
+        profile = self.ptrt.Profile()
+        for spec in inputs:
+            shape = tuple(int(d) for d in spec["shape"])
+            profile.add(spec["name"], min=shape, opt=shape, max=shape)
+        return profile
+
+    def build(self, onnx_path: Path, inputs: Sequence[dict], plan_path: Path) -> None:
+        """Parse ``onnx_path``, build its engine and save it to ``plan_path``.
+
+        ``inputs``: the manifest's input specs (name, shape); they make the optimisation profile.
+        """
+        ptrt, trt, g_logger = self.ptrt, self.trt, self.g_logger
+        with g_logger.verbosity(g_logger.WARNING):  # Polygraphy's INFO lines would bury our progress lines
+            network = ptrt.NetworkFromOnnxPath(str(onnx_path), strongly_typed=self.strongly_typed_flag)
+            config = ptrt.CreateConfig(
+                tf32=False,
+                fp16=self.precision == "fp16" and not self.strongly_typed,
+                profiles=[self._profile(inputs)],
+                memory_pool_limits={trt.MemoryPoolType.WORKSPACE: self.workspace_mb << 20},
+            )
+            config = ptrt.PostprocessConfig(config, self.timing_cache.attach)
+            try:
+                ptrt.SaveEngine(ptrt.EngineFromNetwork(network, config), str(plan_path))()
+            except self.polygraphy_error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(f"TensorRT could not build an engine for {onnx_path.name}: {first} "
+                                "(see TensorRT's messages above)") from exc  # fmt: skip
+        self.timing_cache.update()
 
     def save_timing_cache(self) -> None:
-        if self.timing_cache_path is None:
-            return
-        from esan.runtime.core.fsutil import atomic_path
-
-        with atomic_path(self.timing_cache_path) as tmp:
-            tmp.write_bytes(bytes(self.config.get_timing_cache().serialize()))
+        self.timing_cache.save()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
-import shutil
 import sys
 import time
 import types
@@ -15,6 +13,7 @@ import numpy as np
 import onnxruntime
 import pytest
 from conftest import make_clip, reference_maps
+from trt_fakes import FakeCudart, bundle_with_engines, fake_tensorrt_module, install_cudart
 
 from esan.runtime.backends import open_backend
 from esan.runtime.core.bundle import GRAPH_NAMES
@@ -209,137 +208,15 @@ def test_soak_memory_flat_no_latency_drift(request):
     assert last / first < 1.5, f"latency drift: median push {first:.2f} ms -> {last:.2f} ms"
 
 
-# -- TensorRT backend plumbing, with TensorRT and CUDA simulated on the CPU -----------------------
-class FakeCudart(types.ModuleType):
-    """``cuda.bindings.runtime`` over host memory: "device" pointers are addresses of numpy buffers."""
-
-    class cudaError_t:  # noqa: N801 - mirrors cuda-python
-        cudaSuccess = 0
-
-    class cudaMemcpyKind:  # noqa: N801
-        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice = 1, 2, 3
-
-    def __init__(self) -> None:
-        super().__init__("cuda.bindings.runtime")
-        self.buffers: dict[int, np.ndarray] = {}
-
-    def cudaMalloc(self, n):  # noqa: N802
-        buf = np.full(n, 0xAB, np.uint8)  # garbage, like fresh device memory
-        self.buffers[buf.ctypes.data] = buf
-        return 0, buf.ctypes.data
-
-    def cudaFree(self, ptr):  # noqa: N802
-        self.buffers.pop(ptr)
-        return (0,)
-
-    def cudaMemcpyAsync(self, dst, src, n, kind, stream):  # noqa: N802
-        ctypes.memmove(dst, src, n)
-        return (0,)
-
-    def cudaMemsetAsync(self, ptr, value, n, stream):  # noqa: N802
-        ctypes.memset(ptr, value, n)
-        return (0,)
-
-    def cudaStreamCreate(self):  # noqa: N802
-        return 0, 1234
-
-    def cudaStreamSynchronize(self, stream):  # noqa: N802
-        return (0,)
-
-    def cudaStreamDestroy(self, stream):  # noqa: N802
-        return (0,)
-
-    def cudaGetDevice(self):  # noqa: N802
-        return 0, 0
-
-    def cudaGetDeviceProperties(self, dev):  # noqa: N802
-        return 0, types.SimpleNamespace(major=9, minor=0)
-
-
-def fake_tensorrt_module(bundle) -> types.ModuleType:
-    """``tensorrt`` whose engines run the bundle's ONNX graphs with ONNX Runtime on host memory."""
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = "10.13.0"
-    trt.DataType = types.SimpleNamespace(FLOAT="f4", HALF="f2", UINT8="u1")
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
-    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
-    trt.init_libnvinfer_plugins = lambda logger, namespace: True  # real: registers libnvinfer_plugin creators
-
-    class Context:
-        def __init__(self, graph):
-            self.graph, self.addr = graph, {}
-            so = onnxruntime.SessionOptions()
-            so.intra_op_num_threads = 1
-            self.session = onnxruntime.InferenceSession(str(graph.file), so, providers=["CPUExecutionProvider"])
-
-        def set_tensor_address(self, name, ptr):
-            self.addr[name] = ptr
-            return True
-
-        def execute_async_v3(self, stream):
-            def view(t):
-                n = int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize
-                return np.frombuffer((ctypes.c_char * n).from_address(self.addr[t.name]), t.dtype).reshape(t.shape)
-
-            outs = self.session.run([t.name for t in self.graph.outputs], {t.name: view(t) for t in self.graph.inputs})
-            for t, value in zip(self.graph.outputs, outs, strict=True):
-                view(t)[...] = value
-            return True
-
-    class Engine:
-        def __init__(self, graph):
-            self.graph = graph
-            self.io = [(t, "in") for t in graph.inputs] + [(t, "out") for t in graph.outputs]
-            self.num_io_tensors = len(self.io)
-
-        def get_tensor_name(self, i):
-            return self.io[i][0].name
-
-        def _find(self, name):
-            return next((t, mode) for t, mode in self.io if t.name == name)
-
-        def get_tensor_mode(self, name):
-            return self._find(name)[1]
-
-        def get_tensor_shape(self, name):
-            return self._find(name)[0].shape
-
-        def get_tensor_dtype(self, name):
-            return {"float32": "f4", "float16": "f2", "uint8": "u1"}[self._find(name)[0].dtype]
-
-        def create_execution_context(self):
-            return Context(self.graph)
-
-    class Runtime:
-        def __init__(self, logger):
-            pass
-
-        def deserialize_cuda_engine(self, data):
-            return Engine(bundle.graphs[data.decode()])
-
-    trt.Runtime = Runtime
-    return trt
-
-
+# -- TensorRT backend plumbing, with TensorRT and CUDA simulated on the CPU (tests/trt_fakes.py) ----------
 def test_trt_backend_plumbing_exact(tiny_bundle, tiny_model, tmp_path, monkeypatch):
     """TrtBackend's buffers, pool, window stacking and bindings, exact vs ESAN.forward (simulated GPU)."""
     from esan.runtime.core.bundle import load_bundle
 
-    root = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, root)
-    manifest = json.loads((root / "manifest.json").read_text())
-    files = {}
-    for g in GRAPH_NAMES:
-        (root / f"{g}.plan").write_bytes(g.encode())
-        files[g] = {"file": f"{g}.plan", "sha256": hashlib.sha256(g.encode()).hexdigest()}
-    manifest["engines"] = {"tensorrt_version": "10.13.0", "gpu": "sim", "compute_capability": "9.0", "files": files}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    root = bundle_with_engines(tiny_bundle, tmp_path / "bundle")
     cudart = FakeCudart()
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt_module(load_bundle(root)))
-    monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
-    monkeypatch.setitem(sys.modules, "cuda.bindings", types.ModuleType("cuda.bindings"))
-    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
-    sys.modules["cuda.bindings"].runtime = cudart
+    install_cudart(monkeypatch, cudart)
 
     backend = open_backend("trt", bundle_dir=root, device="cuda", lookahead=2)
     for lookahead, chunk, n in ((2, 1, 12), (1, 1, 4), (0, 3, 8)):
@@ -356,4 +233,4 @@ def test_trt_backend_plumbing_exact(tiny_bundle, tiny_model, tmp_path, monkeypat
         assert np.abs(np.stack([r.saliency for r in results]) - ref).max() <= 1e-4
     assert len(cudart.buffers) == allocated  # steady state: the pool recycles, nothing new is allocated
     backend.close()
-    assert not cudart.buffers
+    assert not cudart.buffers and cudart.streams_destroyed == 1

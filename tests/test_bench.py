@@ -44,6 +44,16 @@ def test_files_and_fields(bench_out):
     assert "speedup" in (bench_out / "latency.md").read_text()
 
 
+def test_device_auto_is_resolved_and_reported(bench_out):
+    import torch
+
+    settings = json.loads((bench_out / "latency.json").read_text())["settings"]
+    choice = settings["backend_choice"]
+    assert (choice["requested_backend"], choice["requested_device"]) == ("torch", "auto")
+    assert settings["device"] == choice["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert choice["reason"]
+
+
 def test_ratio_is_computed_from_the_measured_samples(bench_out):
     r = json.loads((bench_out / "latency.json").read_text())
     p50 = {n: float(np.percentile(r["schedules"][n]["samples_ms"], 50)) for n in ("naive", "cached")}

@@ -38,3 +38,50 @@ def test_compare_rejects_other_checkpoint(tiny_bundle, tmp_path, capsys):
     rc = main(["compare", str(tiny_bundle), "--checkpoint", str(other), "--backends", "ort"])
     assert rc == 2
     assert "another config" in capsys.readouterr().err
+
+
+def test_compare_catches_a_wrong_graph(tiny_bundle, tiny_checkpoint, tmp_path, capsys):
+    """A decoder whose weights were changed after export: Polygraphy's comparison fails it, the table says NO."""
+    import hashlib
+    import json
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    model = onnx.load(bundle / "decoder.onnx")
+    init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))  # the final conv's weights
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.01, init.name))
+    onnx.save(model, bundle / "decoder.onnx")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["graphs"]["decoder"]["sha256"] = hashlib.sha256((bundle / "decoder.onnx").read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+    rc = main(["compare", str(bundle), "--checkpoint", str(tiny_checkpoint), "--backends", "ort"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("ort ")]
+    assert rc == 1
+    assert [r[1] for r in rows if r[-1] == "NO"] == ["decoder"]
+    assert float(next(r for r in rows if r[1] == "decoder")[3]) > 1e-4
+
+
+def test_polygraphy_comparison_with_our_tolerance():
+    """Polygraphy's ``compare_accuracy`` with our tolerance (fp32: max abs <= 1e-4) fails the pair that misses it."""
+    from collections import OrderedDict
+
+    import numpy as np
+    from polygraphy.comparator import Comparator, IterationResult, RunResults
+
+    from esan.export.compare_runners import tolerance_check
+
+    ref = IterationResult(OrderedDict(m=np.linspace(0, 1, 12, dtype=np.float32)), runner_name="torch")
+    close = IterationResult(OrderedDict(m=ref["m"] + 5e-5), runner_name="ort")
+    off = IterationResult(OrderedDict(m=ref["m"] + 5e-4), runner_name="trt")
+    results = RunResults([("torch", [ref]), ("ort", [close]), ("trt", [off])])
+    metrics: dict = {}
+    check = tolerance_check("fp32", metrics)
+    assert not Comparator.compare_accuracy(results, comparisons=[(0, 1), (0, 2)], compare_func=check)
+    assert metrics[("ort", "m")]["ok"] and not metrics[("trt", "m")]["ok"]
+    assert metrics[("trt", "m")]["max_abs"] == pytest.approx(5e-4, rel=1e-3)

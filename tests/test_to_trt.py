@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from trt_fakes import fake_build_tensorrt, install_build_tensorrt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,98 +39,102 @@ def test_to_trt_without_tensorrt(tiny_checkpoint, tmp_path):
     assert again.returncode == 3 and "using the existing ONNX bundle" in again.stdout
 
 
-class _FakeTrt:
-    """Just enough of the TensorRT Python API to drive ``build_engines`` without a GPU."""
-
-    __version__ = "10.9.0.34"
-    calls: list = []
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            pass
-
-    class NetworkDefinitionCreationFlag:
-        STRONGLY_TYPED = 5
-
-    class BuilderFlag:
-        FP16, TF32 = 0, 7
-
-    class MemoryPoolType:
-        WORKSPACE = 0
-
-    class _Cache:
-        def serialize(self):
-            return b"timing-cache"
-
-    class _Config:
-        def set_memory_pool_limit(self, pool, size):
-            _FakeTrt.calls.append(("workspace", size))
-
-        def set_flag(self, flag):
-            _FakeTrt.calls.append(("set_flag", flag))
-
-        def clear_flag(self, flag):
-            _FakeTrt.calls.append(("clear_flag", flag))
-
-        def create_timing_cache(self, data):
-            return _FakeTrt._Cache()
-
-        def set_timing_cache(self, cache, ignore_mismatch):
-            pass
-
-        def get_timing_cache(self):
-            return _FakeTrt._Cache()
-
-    class Builder:
-        def __init__(self, logger):
-            pass
-
-        def create_network(self, flags):
-            _FakeTrt.calls.append(("network_flags", flags))
-            return object()
-
-        def create_builder_config(self):
-            return _FakeTrt._Config()
-
-        def build_serialized_network(self, network, config):
-            return b"fake-plan"
-
-    class OnnxParser:
-        num_errors = 0
-
-        def __init__(self, network, logger):
-            pass
-
-        def parse_from_file(self, path):
-            _FakeTrt.calls.append(("parse", Path(path).name))
-            return True
-
-    @staticmethod
-    def init_libnvinfer_plugins(logger, namespace):
-        return True
-
-
-def test_build_engines_with_a_fake_tensorrt(tiny_bundle, tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    import shutil
-
+# -- engines through Polygraphy's loaders, TensorRT simulated (tests/trt_fakes.py) -----------------------
+@pytest.fixture
+def fake_build(tiny_bundle, tiny_checkpoint, tmp_path, monkeypatch):
+    """``(bundle copy, run(*extra argv) -> rc, trt)``: to_trt.py on a simulated TensorRT 10.9 and GPU."""
     from esan.export import to_trt, trt_build
-    from esan.runtime.core.bundle import check_compatible, load_bundle
+    from esan.runtime.backends.cuda_probe import GpuStatus
 
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)
-    monkeypatch.setattr(trt_build, "import_tensorrt", lambda: _FakeTrt)
-    monkeypatch.setattr(trt_build, "gpu_info", lambda: ("NVIDIA Fake", "9.0"))
-    _FakeTrt.calls.clear()
-    argv = [str(tiny_checkpoint), "--out", str(out), "--precision", "fp32", "--lookahead", "2", "--workspace", "64"]
-    assert to_trt.main(argv) == 0, capsys.readouterr().err
+    trt = fake_build_tensorrt()
+    install_build_tensorrt(monkeypatch, trt)
+    monkeypatch.setattr(trt_build, "gpu_info", lambda: GpuStatus(True, "NVIDIA Fake (sm 9.0)", "NVIDIA Fake", "9.0"))
+
+    def run(*extra: str) -> int:
+        return to_trt.main([str(tiny_checkpoint), "--out", str(out), "--precision", "fp32", "--lookahead", "2",
+                            "--workspace", "64", *extra])  # fmt: skip
+
+    return out, run, trt
+
+
+def _plans(out: Path) -> dict[str, dict]:
+    from esan.runtime.core.bundle import load_bundle
+
+    bundle = load_bundle(out)
+    return {g: json.loads(bundle.engine_path(g).read_bytes()) for g in bundle.graphs}
+
+
+def test_engines_built_through_polygraphy(fake_build, capsys):
+    from esan.runtime.core.bundle import check_compatible, load_bundle
+
+    out, run, trt = fake_build
+    assert run() == 0, capsys.readouterr().err
     assert "using the existing ONNX bundle" in capsys.readouterr().out
     bundle = load_bundle(out)
     assert bundle.engines is not None and bundle.engines.gpu == "NVIDIA Fake"
     assert check_compatible(bundle, "trt", 2, tensorrt_version="10.9.0.34", compute_capability="9.0")
-    assert bundle.engine_path("decoder").read_bytes() == b"fake-plan"
-    assert ("network_flags", 1 << 5) in _FakeTrt.calls and ("clear_flag", 7) in _FakeTrt.calls
-    assert ("workspace", 64 << 20) in _FakeTrt.calls
-    assert [c[1] for c in _FakeTrt.calls if c[0] == "parse"] == [f"{g}.onnx" for g in bundle.graphs]
-    assert (tmp_path / "bundle.timing-cache").read_bytes() == b"timing-cache"
+    for g, plan in _plans(out).items():  # what Polygraphy's loaders asked TensorRT for, per graph
+        spec = bundle.graphs[g]
+        assert plan["graph"] == spec.file.name and plan["strongly_typed"] is True
+        assert plan["fp16"] is False and plan["tf32"] is False and plan["workspace"] == 64 << 20
+        assert plan["profiles"] == [{t.name: [list(t.shape)] * 3 for t in spec.inputs}]
+    cache = json.loads((out.parent / "bundle.timing-cache").read_bytes())
+    assert cache["entries"] == [bundle.graphs[g].file.name for g in bundle.graphs]  # one cache, shared
+    assert len(trt.plugin_inits) >= 2 and all(lg is trt.plugin_inits[0] for lg in trt.plugin_inits)
+
+
+@pytest.mark.parametrize("content", [b"from-another-gpu", b"not a timing cache"])
+def test_timing_cache_from_another_gpu_is_not_reused(fake_build, capsys, content):
+    from trt_fakes import FAKE_DEVICE
+
+    out, run, _ = fake_build
+    cache_file = out.parent / "bundle.timing-cache"
+    if content == b"from-another-gpu":
+        content = json.dumps({"device": "NVIDIA Other sm80", "entries": ["stale"]}).encode()
+    cache_file.write_bytes(content)
+    assert run() == 0
+    printed = capsys.readouterr().out
+    assert printed.count("was recorded on another GPU or TensorRT version") == 1
+    cache = json.loads(cache_file.read_bytes())
+    assert cache["device"] == FAKE_DEVICE and "stale" not in cache["entries"] and len(cache["entries"]) == 6
+    assert _plans(out)["encoder"]["timing_cache_entries"] == ["encoder.onnx"]  # started afresh
+
+
+def test_timing_cache_of_this_gpu_is_reused(fake_build, capsys):
+    from trt_fakes import FAKE_DEVICE
+
+    out, run, _ = fake_build
+    cache_file = out.parent / "bundle.timing-cache"
+    cache_file.write_bytes(json.dumps({"device": FAKE_DEVICE, "entries": ["earlier"]}).encode())
+    assert run() == 0
+    assert "timing cache" not in capsys.readouterr().out
+    assert json.loads(cache_file.read_bytes())["entries"][:2] == ["earlier", "encoder.onnx"]
+
+
+@pytest.mark.parametrize(("version", "strong", "fp16"), [("10.9.0.34", False, True), ("11.1.0.106", True, False)])
+def test_fp16_precision_without_and_with_strong_typing(tiny_bundle, tmp_path, monkeypatch, version, strong, fp16):
+    """No STRONGLY_TYPED flag on 10.x: the FP16 builder flag; 11.x: always strongly typed, no flag asked for."""
+    from esan.export.trt_build import EngineBuilder
+    from esan.runtime.core.bundle import load_bundle
+
+    trt = fake_build_tensorrt(version, strongly_typed_flag=False)
+    install_build_tensorrt(monkeypatch, trt)
+    builder = EngineBuilder(trt, "fp16", 32, None)
+    assert builder.strongly_typed is strong
+    spec = load_bundle(tiny_bundle).graphs["decoder"]
+    builder.build(spec.file, [{"name": t.name, "shape": t.shape} for t in spec.inputs], tmp_path / "d.plan")
+    plan = json.loads((tmp_path / "d.plan").read_bytes())
+    assert plan["fp16"] is fp16 and plan["strongly_typed"] is False and plan["tf32"] is False
+
+
+def test_build_failure_is_one_line_and_records_no_engines(fake_build, capsys, monkeypatch):
+    from esan.runtime.core.bundle import load_bundle
+
+    out, run, trt = fake_build
+    monkeypatch.setattr(trt.OnnxParser, "parse_from_file", lambda self, path: False)
+    assert run() == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("to_trt.py")]
+    assert len(lines) == 1 and "could not build an engine for encoder.onnx" in lines[0]
+    assert load_bundle(out).engines is None

@@ -5,13 +5,15 @@
  * workspace as columns [image][C*kh*kw][Ho*Wo]; a GEMM per group then computes
  * out[image][co][pixel] = bias[co] + sum_k W[co][k] * columns[image][k][pixel] with fp32
  * accumulation (cuBLAS strided-batched GEMM, or a built-in tiled kernel without a handle).
- * No allocation and no synchronisation: the launch can be captured in a CUDA graph.
+ * No allocation and no synchronisation: the launch can be captured in a CUDA graph. Every launch is checked
+ * through the status cudaLaunchKernelEx returns, so an error left by an unrelated earlier launch is neither
+ * reported as ours nor consumed.
  */
 #include "modulatedDeformConvKernel.h"
 #include "modulatedDeformConvSampling.h"
 
 #include <cuda_fp16.h>
-#include <cuda_runtime_api.h>
+#include <cuda_runtime.h>
 
 #if defined(ESAN_DCN_WITH_CUBLAS)
 #include <cublas_v2.h>
@@ -118,7 +120,7 @@ __global__ void __launch_bounds__(kGemmThreads) groupedGemmKernel(T const* __res
     int32_t const tx = static_cast<int32_t>(threadIdx.x) % 16;
     int32_t const ty = static_cast<int32_t>(threadIdx.x) / 16;
     int32_t const rowBase = static_cast<int32_t>(blockIdx.y) * kTileM;
-    int32_t const colBase = static_cast<int32_t>(blockIdx.x) * kTileN;
+    int64_t const colBase = static_cast<int64_t>(blockIdx.x) * kTileN; // n may be close to 2^31
 
     float acc[4][4] = {};
     for (int32_t k0 = 0; k0 < k; k0 += kTileK)
@@ -135,7 +137,7 @@ __global__ void __launch_bounds__(kGemmThreads) groupedGemmKernel(T const* __res
         {
             int32_t const kk = i / kTileN;
             int32_t const cc = i % kTileN;
-            int32_t const col = colBase + cc;
+            int64_t const col = colBase + cc;
             int32_t const kIdx = k0 + kk;
             tileB[kk][cc] = (col < n && kIdx < k) ? esan::dcn::toFloat(b[static_cast<int64_t>(kIdx) * n + col]) : 0.F;
         }
@@ -175,7 +177,7 @@ __global__ void __launch_bounds__(kGemmThreads) groupedGemmKernel(T const* __res
 #pragma unroll
         for (int32_t j = 0; j < 4; ++j)
         {
-            int32_t const col = colBase + tx + 16 * j;
+            int64_t const col = colBase + tx + 16 * j;
             if (col < n)
             {
                 c[static_cast<int64_t>(row) * n + col] = fromFloat<T>(acc[i][j] + bval);
@@ -188,6 +190,16 @@ int32_t gridFor(int64_t total, int32_t threads)
 {
     int64_t const blocks = (total + threads - 1) / threads;
     return static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535LL * 16));
+}
+
+cudaLaunchConfig_t launchConfig(dim3 grid, int32_t threads, cudaStream_t stream)
+{
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = dim3(static_cast<uint32_t>(threads));
+    config.dynamicSmemBytes = 0;
+    config.stream = stream;
+    return config;
 }
 
 #if defined(ESAN_DCN_WITH_CUBLAS)
@@ -265,8 +277,13 @@ int32_t forward(EsanDcnParams const& p, int32_t dataType, T const* input, T cons
         if (bias != nullptr)
         {
             int64_t const total = static_cast<int64_t>(p.batch) * p.outChannels * static_cast<int64_t>(outPlane);
-            fillBiasKernel<T><<<gridFor(total, kIm2colThreads), kIm2colThreads, 0, stream>>>(
-                bias, output, p.outChannels, static_cast<int64_t>(outPlane), total);
+            cudaLaunchConfig_t const fill = launchConfig(dim3(gridFor(total, kIm2colThreads)), kIm2colThreads, stream);
+            if (cudaLaunchKernelEx(
+                    &fill, fillBiasKernel<T>, bias, output, p.outChannels, static_cast<int64_t>(outPlane), total)
+                != cudaSuccess)
+            {
+                return ESAN_DCN_ERR_CUDA;
+            }
         }
     }
 #else
@@ -285,8 +302,13 @@ int32_t forward(EsanDcnParams const& p, int32_t dataType, T const* input, T cons
     {
         int32_t const images = std::min(chunk, p.batch - first);
         int64_t const total = static_cast<int64_t>(images) * p.inChannels * static_cast<int64_t>(outPlane);
-        deformIm2colKernel<T><<<gridFor(total, kIm2colThreads), kIm2colThreads, 0, stream>>>(
-            geo, p.inChannels, p.deformableGroups, p.kernelH, input, offset, mask, columns, first, images);
+        cudaLaunchConfig_t const im2col = launchConfig(dim3(gridFor(total, kIm2colThreads)), kIm2colThreads, stream);
+        if (cudaLaunchKernelEx(&im2col, deformIm2colKernel<T>, geo, p.inChannels, p.deformableGroups, p.kernelH, input,
+                offset, mask, columns, first, images)
+            != cudaSuccess)
+        {
+            return ESAN_DCN_ERR_CUDA;
+        }
 #if defined(ESAN_DCN_WITH_CUBLAS)
         if (handle != nullptr)
         {
@@ -300,16 +322,25 @@ int32_t forward(EsanDcnParams const& p, int32_t dataType, T const* input, T cons
         }
 #endif
         (void) dataType;
-        dim3 const grid(static_cast<uint32_t>((n + kTileN - 1) / kTileN), static_cast<uint32_t>((m + kTileM - 1) / kTileM),
-            static_cast<uint32_t>(images * p.groups));
-        if (grid.y > static_cast<uint32_t>(kMaxGridZ) || grid.z > static_cast<uint32_t>(kMaxGridZ))
+        // 64-bit: n + kTileN - 1 overflows int32 when n nears 2^31.
+        int64_t const gridX = (static_cast<int64_t>(n) + kTileN - 1) / kTileN;
+        int64_t const gridY = (static_cast<int64_t>(m) + kTileM - 1) / kTileM;
+        int64_t const gridZ = static_cast<int64_t>(images) * p.groups;
+        if (gridY > kMaxGridZ || gridZ > kMaxGridZ)
         {
             return ESAN_DCN_ERR_INVALID_ARGUMENT;
         }
-        groupedGemmKernel<T><<<grid, kGemmThreads, 0, stream>>>(
-            weight, columns, bias, output, p.groups, m, k, n, p.outChannels, first);
+        cudaLaunchConfig_t const gemm = launchConfig(
+            dim3(static_cast<uint32_t>(gridX), static_cast<uint32_t>(gridY), static_cast<uint32_t>(gridZ)),
+            kGemmThreads, stream);
+        if (cudaLaunchKernelEx(&gemm, groupedGemmKernel<T>, weight, columns, bias, output, p.groups, m, k, n,
+                p.outChannels, first)
+            != cudaSuccess)
+        {
+            return ESAN_DCN_ERR_CUDA;
+        }
     }
-    return cudaGetLastError() == cudaSuccess ? ESAN_DCN_OK : ESAN_DCN_ERR_CUDA;
+    return ESAN_DCN_OK;
 }
 
 } // namespace

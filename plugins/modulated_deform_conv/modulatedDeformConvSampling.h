@@ -122,12 +122,15 @@ ESAN_DCN_HD float modulatedSample(SampleGeometry const& g, T const* plane, T con
 {
     size_t const planeOut = static_cast<size_t>(g.outH) * static_cast<size_t>(g.outW);
     size_t const pixel = static_cast<size_t>(oy) * static_cast<size_t>(g.outW) + static_cast<size_t>(ox);
-    int32_t const tap = ky * g.kernelW + kx;
-    float const dy = toFloat(offsetGroup[static_cast<size_t>(2 * tap) * planeOut + pixel]);
-    float const dx = toFloat(offsetGroup[static_cast<size_t>(2 * tap + 1) * planeOut + pixel]);
-    float const m = toFloat(maskGroup[static_cast<size_t>(tap) * planeOut + pixel]);
-    float const y = static_cast<float>(oy * g.strideH - g.padH + ky * g.dilationH) + dy;
-    float const x = static_cast<float>(ox * g.strideW - g.padW + kx * g.dilationW) + dx;
+    size_t const tap = static_cast<size_t>(ky) * static_cast<size_t>(g.kernelW) + static_cast<size_t>(kx);
+    float const dy = toFloat(offsetGroup[2 * tap * planeOut + pixel]);
+    float const dx = toFloat(offsetGroup[(2 * tap + 1) * planeOut + pixel]);
+    float const m = toFloat(maskGroup[tap * planeOut + pixel]);
+    // 64-bit: oy*stride - pad + ky*dilation leaves the int32 range for large strides / pads (|result| < 2^63).
+    int64_t const baseY = int64_t{oy} * g.strideH - g.padH + int64_t{ky} * g.dilationH;
+    int64_t const baseX = int64_t{ox} * g.strideW - g.padW + int64_t{kx} * g.dilationW;
+    float const y = static_cast<float>(baseY) + dy;
+    float const x = static_cast<float>(baseX) + dx;
     return m * bilinearSample(plane, g.height, g.width, y, x);
 }
 

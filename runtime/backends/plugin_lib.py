@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,16 +120,58 @@ def load_kernel_library(path: str | os.PathLike[str] | None = None) -> ctypes.CD
     return lib
 
 
-_PLUGIN_HANDLES: dict[str, object] = {}
+_PLUGIN_HANDLES: dict[str, object] = {}  # resolved path -> what load_plugin_library returned
+_DLOPENED: dict[str, ctypes.CDLL] = {}  # resolved path -> its dlopen handle, kept for the life of the process
+_TRT_LOGGERS: dict[Any, Any] = {}  # tensorrt module -> its process-wide logger
+_BUILTIN_PLUGINS: set[Any] = set()  # tensorrt modules whose libnvinfer_plugin creators are registered
+
+
+def trt_logger(trt: Any) -> Any:
+    """The process-wide ``trt.Logger`` (WARNING): created once, never released.
+
+    ``init_libnvinfer_plugins`` and plugin libraries keep the logger pointer they are given and log
+    through it later, so the logger must live as long as the process, not as long as one builder.
+    """
+    if trt not in _TRT_LOGGERS:
+        _TRT_LOGGERS[trt] = trt.Logger(trt.Logger.WARNING)
+    return _TRT_LOGGERS[trt]
+
+
+def init_builtin_plugins(trt: Any) -> Any:
+    """Register libnvinfer_plugin's creators once per process with the process-wide logger; returns it.
+
+    Standard bundles hold ONNX DeformConv, which the ONNX parser maps to TensorRT's built-in
+    ``ModulatedDeformConv2d`` plugin: its creator must be registered before parsing or deserializing.
+    """
+    logger = trt_logger(trt)
+    if trt not in _BUILTIN_PLUGINS:
+        trt.init_libnvinfer_plugins(logger, "")
+        _BUILTIN_PLUGINS.add(trt)
+    return logger
+
+
+def _dlopen_global(path: Path) -> ctypes.CDLL:
+    """``dlopen(path, RTLD_NOW | RTLD_GLOBAL)``: runs the library's load-time registration, if it has one."""
+    return ctypes.CDLL(str(path), mode=getattr(os, "RTLD_GLOBAL", 0))
+
+
+def _registered_creator(registry: Any) -> Any:
+    get_creator = getattr(registry, "get_creator", None)
+    if get_creator is None:
+        return None
+    return get_creator(plugin_spec.PLUGIN_NAME, plugin_spec.PLUGIN_VERSION, plugin_spec.PLUGIN_NAMESPACE)
 
 
 def load_plugin_library(path: str | os.PathLike[str] | None = None) -> object:
-    """Make the TensorRT plugin available; returns the TensorRT library handle or the ctypes.CDLL.
+    """Make the TensorRT plugin available; returns TensorRT's library handle, or the ``ctypes.CDLL``.
 
-    With the ``tensorrt`` package, loads through ``trt.get_plugin_registry().load_library`` (which calls the
-    library's ``getCreators``). Without it, the library is opened with ctypes (RTLD_GLOBAL) so that a
-    C++ process, or a build with ``-DESAN_DCN_STATIC_REGISTRATION=ON``, can register it. Loading the same
-    library again returns the first handle (TensorRT's registry refuses to register a creator twice).
+    The library is first opened with ``ctypes.CDLL(path, RTLD_GLOBAL)`` (that handle is kept for the
+    life of the process). A build with ``-DESAN_DCN_STATIC_REGISTRATION=ON`` registers its creator
+    right then, and is not handed to TensorRT again (``load_library`` would fail on the creator it
+    already has). Otherwise, when the creator is not registered yet, the library goes to
+    ``trt.get_plugin_registry().load_library`` (which calls its ``getCreators``). Without the
+    ``tensorrt`` package the ``dlopen`` is all (a C++ process registers it). Loading the same library
+    again returns the first handle.
     """
     resolved = Path(path) if path is not None else find_library(plugin_spec.PLUGIN_LIBRARY_BASENAME)
     if not resolved.is_file():
@@ -139,21 +182,20 @@ def load_plugin_library(path: str | os.PathLike[str] | None = None) -> object:
     try:
         import tensorrt as trt  # noqa: PLC0415 - optional dependency
     except ImportError:
-        handle: object = ctypes.CDLL(str(resolved), mode=getattr(os, "RTLD_GLOBAL", 0))
-    else:
+        trt = None
+    if key not in _DLOPENED:
+        try:
+            _DLOPENED[key] = _dlopen_global(resolved)
+        except OSError as exc:
+            raise RuntimeError(f"cannot load the plugin library {resolved}: {exc}; {BUILD_HINT}") from exc
+    handle: object = _DLOPENED[key]
+    if trt is not None:
         registry = trt.get_plugin_registry()
-        handle = registry.load_library(str(resolved))
-        if handle is None:
-            # Already registered (another path to the same plugin, or a load-time registration build)?
-            get_creator = getattr(registry, "get_creator", None)
-            creator = (
-                get_creator(plugin_spec.PLUGIN_NAME, plugin_spec.PLUGIN_VERSION, plugin_spec.PLUGIN_NAMESPACE)
-                if get_creator is not None
-                else None
-            )
-            if creator is None:
+        # Registered already: by this library's load-time registration, or by another copy of it.
+        if _registered_creator(registry) is None:
+            handle = registry.load_library(str(resolved))
+            if handle is None:
                 raise RuntimeError(f"TensorRT could not load the plugin library {resolved}")
-            handle = creator
     _PLUGIN_HANDLES[key] = handle
     return handle
 

@@ -17,6 +17,7 @@ stream, so a recycled buffer is never overwritten before earlier work that reads
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from esan.runtime.backends import cuda_probe
 from esan.runtime.core.backend_api import (
     REFERENCE_INPUTS,
     WINDOW_INPUTS,
@@ -51,13 +53,9 @@ def import_tensorrt() -> Any:
 
 def import_cudart() -> Any:
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as exc:
-            raise UserError(f"the trt backend needs cuda-python, not installed: {INSTALL_HINT}") from exc
-    return cudart
+        return cuda_probe.import_cudart()
+    except ImportError as exc:
+        raise UserError(f"the trt backend needs cuda-python, which is not installed: {INSTALL_HINT}") from exc
 
 
 @dataclass
@@ -85,7 +83,7 @@ class _Cuda:
         """cuda-python returns ``(cudaError_t, *values)``; raise on an error, else return the value(s)."""
         err, *rest = result if isinstance(result, tuple) else (result,)
         if err != self.rt.cudaError_t.cudaSuccess:  # enum members are int subclasses (IntEnum / FastEnum)
-            raise RuntimeError(f"CUDA error {err}")
+            raise RuntimeError(cuda_probe.runtime_failure(self.rt, err).message)
         return rest[0] if len(rest) == 1 else (tuple(rest) or None)
 
     def malloc(self, nbytes: int) -> int:
@@ -160,6 +158,11 @@ class _Engine:
         if self.engine is None:
             raise UserError(f"TensorRT cannot deserialize engine {path} ({name}); rebuild it with export/to_trt.py")
         self.context = self.engine.create_execution_context()
+        if self.context is None:  # TensorRT could not allocate the context's device memory
+            raise UserError(
+                f"TensorRT could not create an execution context for {name} (out of GPU memory?): free GPU memory "
+                "(other processes: nvidia-smi) or export a smaller --input-size"
+            )
         self.inputs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self.outputs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         for i in range(self.engine.num_io_tensors):
@@ -195,18 +198,22 @@ class TrtBackend(Backend):
         bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
         check_compatible(bundle, "trt", lookahead, tensorrt_version=str(trt.__version__))
         self.bundle = bundle
-        self.cuda = cuda = _Cuda(import_cudart())
+        cudart = import_cudart()
+        gpu = cuda_probe.probe_runtime(cudart)
+        if not gpu.ok:
+            raise UserError(f"the trt backend needs a usable NVIDIA GPU: {gpu.message}")
+        self.cuda = cuda = _Cuda(cudart)
         self.pool = _Pool(cuda)
         try:  # from here on, any failure releases the stream and the buffers already taken
             check_compatible(bundle, "trt", lookahead, compute_capability=cuda.compute_capability())
-            self._logger = trt.Logger(trt.Logger.WARNING)
+            from esan.runtime.backends.plugin_lib import init_builtin_plugins, load_plugin_library
+
             # Standard bundles hold ONNX DeformConv, which the ONNX parser turns into TensorRT's built-in
             # ModulatedDeformConv2d plugin (libnvinfer_plugin): its creator must be registered before
             # deserialize_cuda_engine, or deserialization fails ("IPluginCreator not found in Plugin Registry").
-            trt.init_libnvinfer_plugins(self._logger, "")
+            # The logger is the process-wide one: the plugin library keeps its pointer.
+            self._logger = init_builtin_plugins(trt)
             if bundle.dcn == "plugin":
-                from esan.runtime.backends.plugin_lib import load_plugin_library
-
                 try:
                     self._plugin = load_plugin_library(plugin_lib)
                 except (FileNotFoundError, RuntimeError) as exc:
@@ -235,7 +242,8 @@ class TrtBackend(Backend):
         else:  # everything else may be cached by the processor: fresh buffers from the pool
             outs = {name: self.pool.get(*desc) for name, desc in eng.outputs.items()}
         for name, arr in {**inputs, **outs}.items():
-            eng.context.set_tensor_address(name, arr.ptr)
+            if not eng.context.set_tensor_address(name, arr.ptr):
+                raise RuntimeError(f"TensorRT refused the device address of {graph}:{name} (see its log above)")
         if not eng.context.execute_async_v3(self.cuda.handle):
             raise RuntimeError(f"TensorRT failed to enqueue {graph}")
         return outs
@@ -285,10 +293,21 @@ class TrtBackend(Backend):
         return np.ascontiguousarray(host[0, 0], dtype=np.float32)
 
     def close(self) -> None:
-        if getattr(self, "cuda", None) is not None:
-            self.cuda.sync()
-            self.engines = {}
-            self.pool.release()
-            self.cuda.rt.cudaStreamDestroy(self.cuda.stream)
+        """Wait for the stream, then free every buffer and the stream, even when the wait fails.
+
+        After a sticky CUDA error (an illegal access, say) every later call fails, the wait too; the
+        engines, buffers and stream are released all the same and the error is reported as a warning
+        (the call that hit it has raised already).
+        """
+        cuda = getattr(self, "cuda", None)
+        if cuda is not None:
             self.cuda = None
+            try:
+                cuda.sync()
+            except RuntimeError as exc:
+                warnings.warn(f"trt backend: closing after a CUDA failure ({exc})", RuntimeWarning, stacklevel=2)
+            finally:
+                self.engines = {}
+                self.pool.release()
+                cuda.rt.cudaStreamDestroy(cuda.stream)
         super().close()

@@ -21,9 +21,10 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
                        help="esan-rt checkpoint (.pt); ort/trt export it to a cached bundle on first use "
                             "(default: the bundled tiny demo model, trained on synthetic data)")
     model.add_argument("--bundle", metavar="DIR", help="exported bundle directory (export/to_onnx.py)")
-    p.add_argument("--backend", choices=("ort", "trt", "torch"), default="ort",
-                   help="inference backend (default: ort = ONNX Runtime)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--backend", choices=("auto", "ort", "trt", "torch"), default="auto",
+                   help="inference backend (default: auto = TensorRT with a GPU, else ONNX Runtime on CUDA, "
+                        "else ONNX Runtime on the CPU; the choice and why are printed and reported)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--lookahead", type=int, default=8, metavar="L",
                    help="future frames the backward pass sees; delay = L + T frames (default: 8)")
     p.add_argument("--backward-chunk", type=int, default=1, metavar="C",
@@ -74,7 +75,7 @@ COMMANDS.register("serve", "Serve the model on NVIDIA Triton Inference Server (s
                   "esan.runtime.cli.serve:run", _serve_args)
 
 
-# -- compare (handler: esan.export.compare; needs the train extra for torch) -------------------------
+# -- compare (handler: esan.export.compare; needs torch (train extra) and Polygraphy) ----------------
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (export/to_onnx.py)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint the bundle was exported from")

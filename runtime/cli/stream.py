@@ -107,7 +107,7 @@ def stream_meta(args: argparse.Namespace, source: FrameSource, processor: Any) -
         "backend": getattr(be, "name", args.backend), "precision": getattr(be, "precision", args.precision or "fp32"),
         "device": str(getattr(be, "device", args.device)), "lookahead": processor.lookahead,
         "backward_chunk": processor.backward_chunk, "radius": processor.radius,
-        "delay_frames": processor.delay_frames,
+        "delay_frames": processor.delay_frames, "backend_choice": getattr(args, "backend_choice", None),
     }
 
 
@@ -153,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
              "(trained on synthetic data; pass your own checkpoint for real use)")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist; check the path")
+    from esan.runtime.backends.select import choose_backend
+
+    choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
+    args.backend_choice = choice.record(args.backend, args.device)
+    args.backend, args.device = choice.backend, choice.device
     source = open_source(args.camera, args.source, queue_size=args.queue_size, realtime=args.realtime)
     try:
         processor = open_processor(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
@@ -161,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.stop()
         raise
+    _log(choice.line())  # once everything opened: a refusal stays one line
     _log(f"streaming {redact_url(source.name)} ({source.kind}, {source.fps:.1f} fps) with "
          f"{processor.backend.name} on {processor.backend.device}, lookahead {args.lookahead}")
     summary = execute(source, processor, opts, stream_meta(args, source, processor), args.max_frames)

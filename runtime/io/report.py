@@ -80,6 +80,7 @@ def build_report(log: LatencyLog, summary: dict[str, Any], meta: dict[str, Any])
         "created_at": utc_now(),
         "package_version": package_version(),
         **{k: meta.get(k) for k in ("source", "source_kind", "backend", "precision", "device")},
+        "backend_choice": meta.get("backend_choice"),  # requested backend/device, the choice and why
         **{k: meta.get(k) for k in ("lookahead", "backward_chunk", "radius", "source_fps", "realtime")},
         "frames": len(log),
         "frames_pushed": summary.get("frames_pushed"),
