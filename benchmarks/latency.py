@@ -283,6 +283,10 @@ def measure(args: argparse.Namespace, runners: dict[str, Runner], frames: list[n
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``esan-rt bench`` (and ``benchmarks/latency.py``)."""
+    if getattr(args, "server", None):
+        from esan.bench.serving import run_served
+
+        return run_served(args)
     t_start = time.perf_counter()
     load_start = bench_report.load_average()
     from esan.runtime.backends.select import choose_backend

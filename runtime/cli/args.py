@@ -41,6 +41,8 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its fps and drop the oldest frames when behind (live simulation)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (then flush)")
+    p.add_argument("--server", action="append", metavar="HOST:PORT",
+                   help="compute on an esan-rt serve / Triton server (its gRPC port); repeat to shard streams")
     p.add_argument("--queue-size", type=int, default=4, metavar="N",
                    help="capture queue length; live sources drop the oldest frame when full (default: 4)")
     p.epilog = ("--checkpoint with ort/trt exports once into $ESAN_CACHE_DIR (default ~/.cache/esan-rt/bundles). "
@@ -60,6 +62,17 @@ COMMANDS.register("stream", "Stream saliency maps from a camera, video, URL or f
                   "esan.runtime.cli.stream:run", _stream_args)
 COMMANDS.register("demo", "Run the bundled tiny model on a generated clip and write video, maps, report, plot.",
                   "esan.runtime.cli.demo:run", _demo_args)
+
+
+# -- serve (handler: esan.runtime.cli.serve; options: esan.runtime.cli.serve_args) ------------------------
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from esan.runtime.cli.serve_args import add_serve_args
+
+    add_serve_args(p)
+
+
+COMMANDS.register("serve", "Serve the model on NVIDIA Triton Inference Server (stateful streams over gRPC).",
+                  "esan.runtime.cli.serve:run", _serve_args)
 
 
 # -- compare (handler: esan.export.compare; needs torch (train extra) and Polygraphy) ----------------

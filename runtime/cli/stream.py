@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     validate(args)
     opts = output_options(args)
     check_outputs(opts)
+    if getattr(args, "server", None):
+        return run_remote(args, opts)
     if args.checkpoint is None and args.bundle is None:
         from esan.runtime.core.assets import DEMO_CHECKPOINT
 
@@ -168,6 +170,35 @@ def run(args: argparse.Namespace) -> int:
     _log(f"streaming {redact_url(source.name)} ({source.kind}, {source.fps:.1f} fps) with "
          f"{processor.backend.name} on {processor.backend.device}, lookahead {args.lookahead}")
     summary = execute(source, processor, opts, stream_meta(args, source, processor), args.max_frames)
+    for line in summary.lines():
+        print(line)
+    for what, path in opts.describe().items():
+        if what != "maps_format":
+            print(f"{what}: {path}")
+    return 130 if summary.interrupted else 0
+
+
+def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
+    """``esan-rt stream --server HOST:PORT``: the same stream with the compute on a Triton server."""
+    from esan.runtime.serving.client import RemoteStream, check_address, server_for
+
+    servers = [check_address(s) for s in args.server]
+    if args.checkpoint or args.bundle:
+        _log("note: --checkpoint/--bundle are ignored with --server: the server's model computes")
+    if len(servers) > 1:
+        _log(f"note: one stream runs on one server: {servers[0]} (several streams are spread round robin)")
+    processor = RemoteStream(server_for(servers, 0))  # one stream: the first server (several: round robin)
+    try:
+        source = open_source(args.camera, args.source, queue_size=args.queue_size, realtime=args.realtime)
+    except BaseException:
+        processor.close()
+        raise
+    _log(f"streaming {redact_url(source.name)} ({source.kind}, {source.fps:.1f} fps) on {processor.backend.name} "
+         f"({processor.backend.device}), lookahead {processor.lookahead}")
+    try:
+        summary = execute(source, processor, opts, stream_meta(args, source, processor), args.max_frames)
+    finally:
+        processor.close()
     for line in summary.lines():
         print(line)
     for what, path in opts.describe().items():
