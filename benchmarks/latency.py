@@ -31,13 +31,17 @@ from esan.bench import report as bench_report
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_write_text
 
-STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward", "decode": "decode"}
+STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward", "decode": "decode",
+            "encode_batch": "encode", "align_batch": "align", "backward_window_batch": "backward",
+            "decode_batch": "decode"}
+STEPS = ("step", "step_batch")  # forward or backward by their first argument
 
 
 class StageClock:
     """Proxy of a backend / naive engine that adds the wall time of each call to its stage.
 
-    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` are timed; every other
+    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` (and their ``*_batch`` forms, which
+    the scheduler calls) are timed; every other
     attribute (``config``, ``zero_state``, ``close``, ...) passes through.
     """
 
@@ -47,7 +51,7 @@ class StageClock:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
-        if name not in STAGE_OF and name != "step":
+        if name not in STAGE_OF and name not in STEPS:
             return attr
 
         def timed(*args: Any, **kwargs: Any) -> Any:
