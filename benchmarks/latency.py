@@ -12,6 +12,10 @@ ONNX Runtime / TensorRT backend; or both on the static-ring steppers of
 ``esan.bench.torch_fast_paths``. Stage times are the wall times of the backend calls (the
 naive engine's calls: its ``2T+1`` re-encodes per frame count as ``encode``). FLOPs:
 ``esan.bench.flops``.
+
+``--streams 1,2,4,8`` adds, on the cached backend and the same frames, the batched multi-stream scheduler
+vs N independent single-stream processors (``esan.bench.multistream``): ``latency.json``'s ``multistream``
+list and ``multistream.png``.
 """
 
 from __future__ import annotations
@@ -128,9 +132,11 @@ def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[
     """Export (or reuse) the cached bundle and the naive graphs for ``model`` under ``cache``."""
     from esan.bench.naive_onnx import export_naive_graphs
     from esan.export.onnx_export import export_bundle
+    from esan.runtime.core.bundle import FORMAT_VERSION
     from esan.train.checkpoint import save
 
-    key = {"source": source_key(args), "lookahead": args.lookahead, "precision": args.precision, "dcn": "standard"}
+    key = {"source": source_key(args), "lookahead": args.lookahead, "precision": args.precision, "dcn": "standard",
+           "format_version": FORMAT_VERSION}  # a cache from before the batch axis is re-exported
     marker = cache / "bench_key.json"
     bundle, naive = cache / "bundle", cache / "naive"
     from esan.bench.naive_onnx import read_naive_manifest
@@ -151,6 +157,24 @@ def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[
     atomic_write_text(marker, json.dumps(key))
     print(f"bench: export done in {time.perf_counter() - t0:.0f} s", flush=True)
     return bundle, naive
+
+
+def bundle_cache(args: argparse.Namespace) -> Path:
+    return Path(args.bundle_cache) if args.bundle_cache else Path(args.out) / "bundles"
+
+
+def run_multistream(args: argparse.Namespace, model: Any, frames: list[np.ndarray], fill: int,
+                    streams: list[int]) -> list[dict[str, Any]]:  # fmt: skip
+    """``esan.bench.multistream`` on a fresh cached backend (the bundle exported for the runners)."""
+    from esan.bench.multistream import measure_multistream, open_backend_for
+
+    bundle = None if args.backend == "torch" else prepare_bundles(args, model, bundle_cache(args))[0]
+    backend = open_backend_for(args, model, bundle)
+    try:
+        return measure_multistream(backend, streams, frames, args.lookahead, args.backward_chunk, fill,
+                                   len(frames) - fill, log=lambda m: print(m, flush=True))  # fmt: skip
+    finally:
+        backend.close()
 
 
 def _torch_sync(device: str) -> Any:
@@ -198,7 +222,7 @@ def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
         return {"naive": naive, "cached": cached}
     from esan.bench.naive_onnx import OrtNaiveEngine
 
-    cache = Path(args.bundle_cache) if args.bundle_cache else Path(args.out) / "bundles"
+    cache = bundle_cache(args)
     bundle, naive_dir = prepare_bundles(args, model, cache)
     if args.backend == "ort":
         from esan.runtime.backends.ort_backend import OrtBackend
@@ -283,9 +307,12 @@ def measure(args: argparse.Namespace, runners: dict[str, Runner], frames: list[n
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``esan-rt bench`` (and ``benchmarks/latency.py``)."""
+    from esan.bench.multistream import parse_streams
+
     t_start = time.perf_counter()
     load_start = bench_report.load_average()
     L, C = args.lookahead, args.backward_chunk
+    streams = parse_streams(args.streams)
     if L < 0 or C < 1 or args.frames < 1 or args.warmup < 0:
         raise UserError("need --lookahead >= 0, --backward-chunk >= 1, --frames >= 1 and --warmup >= 0")
     if args.backend == "trt" and args.device != "cuda":
@@ -320,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for r in runners.values():
             r.close()
+    multistream = run_multistream(args, model, frames, fill, streams) if streams else None
     from esan.bench.flops import schedule_gflops
 
     gflops = schedule_gflops(cfg, L, C)
@@ -334,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
         "naive_backward_chunk": 1, "input_size": list(cfg.input_size), "measured_frames": measured,
         "warmup_requested": args.warmup, "warmup_frames": fill, "block_frames": C, "threads": args.threads,
         "cuda_graph": args.cuda_graph, "channels_last": args.channels_last,
-        "naive_fast_paths": args.naive_fast_paths, "seed": args.seed,
+        "naive_fast_paths": args.naive_fast_paths, "seed": args.seed, "streams": streams,
         "interleaving": "alternating blocks of C frames, order swapped every block, same frames for both",
     }  # fmt: skip
     meta = {
@@ -351,6 +379,8 @@ def run(args: argparse.Namespace) -> int:
             f"recurrent convs where the count assumes L+1"] if args.backend == "ort" and C == 1 else []),
     }
     report = bench_report.build_report(settings, {n: r.log for n, r in runners.items()}, gflops, meta)
+    if multistream is not None:
+        report["multistream"] = multistream
     written = bench_report.write_outputs(report, args.out, plots=not args.no_plots)
     print(f"bench: naive p50 {report['naive_ms_p50']} ms/frame, cached p50 {report['cached_ms_p50']} ms/frame, "
           f"speedup {report['speedup']}x (FLOP ratio {report['flops_ratio']}x); wrote {', '.join(written)} "

@@ -55,14 +55,17 @@ class _TrtRunner:
             raise UserError(f"TensorRT could not load {self.bundle.engine_path(name)}; rebuild with export/to_trt.py")
         ctx = engine.create_execution_context()
         bufs, outs = {}, []
-        for i in range(engine.num_io_tensors):
-            tname = engine.get_tensor_name(i)
-            if engine.get_tensor_mode(tname) == trt.TensorIOMode.INPUT:
-                bufs[tname] = torch.from_numpy(np.ascontiguousarray(feed[tname])).cuda()
-            else:
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        for tname in inputs:  # inputs first: a dynamic batch fixes the output shapes
+            bufs[tname] = torch.from_numpy(np.ascontiguousarray(feed[tname])).cuda()
+            ctx.set_input_shape(tname, tuple(feed[tname].shape))
+        for tname in names:
+            if tname not in inputs:
                 dtype = torch.from_numpy(np.empty(0, trt.nptype(engine.get_tensor_dtype(tname)))).dtype
-                bufs[tname] = torch.empty(tuple(engine.get_tensor_shape(tname)), dtype=dtype, device="cuda")
+                bufs[tname] = torch.empty(tuple(ctx.get_tensor_shape(tname)), dtype=dtype, device="cuda")
                 outs.append(tname)
+        for tname in names:
             ctx.set_tensor_address(tname, bufs[tname].data_ptr())
         stream = torch.cuda.current_stream()
         if not ctx.execute_async_v3(stream.cuda_stream):
@@ -102,7 +105,7 @@ def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     defs = graphs.build_graphs(model, bundle.lookahead, bundle.precision)
     refs = graphs.build_graphs(model, bundle.lookahead, "fp32")
-    samples = graphs.sample_inputs(model, bundle.lookahead)
+    samples = graphs.sample_inputs(model, bundle.lookahead, batch=2 if bundle.batch == "dynamic" else 1)
     runners, notes = {}, []
     for b in backends:
         if b == "ort":
@@ -121,7 +124,7 @@ def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str
     for name in graphs.GRAPH_NAMES:
         feed = graphs.cast_inputs(defs[name], samples[name])
         ref_in = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in feed.items()}
-        ref = graphs.run_torch(refs[name], ref_in)
+        ref = graphs.run_torch_per_item(refs[name], ref_in)  # each stream alone: batching must not mix them
         for b, run in runners.items():
             for out, m in parity.compare_outputs(ref, run(name, feed)).items():
                 rows.append((b, name, out, m["max_abs"], m["corr"], parity.passes(m, bundle.precision)))

@@ -96,8 +96,11 @@ class EngineBuilder:
     def _major(self) -> int:
         return int(str(self.trt.__version__).split(".")[0])
 
-    def build(self, onnx_path: Path) -> bytes:
-        """Parse one ONNX graph and return the serialized engine."""
+    def build(self, onnx_path: Path, profile: dict | None = None) -> bytes:
+        """Parse one ONNX graph and return the serialized engine.
+
+        ``profile``: ``{input: (min, opt, max)}`` shapes (``esan.export.trt_profiles``) for a dynamic-batch graph.
+        """
         trt = self.trt
         flags = 0
         # 10.x: opt in (EXPLICIT_BATCH is deprecated and ignored there, so it is not set). 11.x: every
@@ -109,7 +112,15 @@ class EngineBuilder:
         if not parser.parse_from_file(str(onnx_path)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise RuntimeError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
-        plan = self.builder.build_serialized_network(network, self.config)
+        config = self.config
+        if profile:  # a profile belongs to one network: a config of its own, sharing the timing cache
+            config = self._config()
+            config.set_timing_cache(self.config.get_timing_cache(), ignore_mismatch=True)
+            opt = self.builder.create_optimization_profile()
+            for name, (lo, mid, hi) in profile.items():
+                opt.set_shape(name, lo, mid, hi)
+            config.add_optimization_profile(opt)
+        plan = self.builder.build_serialized_network(network, config)
         if plan is None:
             raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path.name} (see the log above)")
         return bytes(plan)

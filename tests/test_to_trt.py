@@ -80,6 +80,17 @@ class _FakeTrt:
         def get_timing_cache(self):
             return _FakeTrt._Cache()
 
+        def add_optimization_profile(self, profile):
+            _FakeTrt.calls.append(("profile", profile.shapes))
+            return 0
+
+    class _Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
     class Builder:
         def __init__(self, logger):
             pass
@@ -90,6 +101,9 @@ class _FakeTrt:
 
         def create_builder_config(self):
             return _FakeTrt._Config()
+
+        def create_optimization_profile(self):
+            return _FakeTrt._Profile()
 
         def build_serialized_network(self, network, config):
             return b"fake-plan"
@@ -120,7 +134,8 @@ def test_build_engines_with_a_fake_tensorrt(tiny_bundle, tiny_checkpoint, tmp_pa
     monkeypatch.setattr(trt_build, "import_tensorrt", lambda: _FakeTrt)
     monkeypatch.setattr(trt_build, "gpu_info", lambda: ("NVIDIA Fake", "9.0"))
     _FakeTrt.calls.clear()
-    argv = [str(tiny_checkpoint), "--out", str(out), "--precision", "fp32", "--lookahead", "2", "--workspace", "64"]
+    argv = [str(tiny_checkpoint), "--out", str(out), "--precision", "fp32", "--lookahead", "2", "--workspace", "64",
+            "--max-streams", "3"]
     assert to_trt.main(argv) == 0, capsys.readouterr().err
     assert "using the existing ONNX bundle" in capsys.readouterr().out
     bundle = load_bundle(out)
@@ -131,3 +146,18 @@ def test_build_engines_with_a_fake_tensorrt(tiny_bundle, tiny_checkpoint, tmp_pa
     assert ("workspace", 64 << 20) in _FakeTrt.calls
     assert [c[1] for c in _FakeTrt.calls if c[0] == "parse"] == [f"{g}.onnx" for g in bundle.graphs]
     assert (tmp_path / "bundle.timing-cache").read_bytes() == b"timing-cache"
+    # dynamic batch: one profile per graph, 1 .. 3 streams (the window inputs: K = 5 rows per stream)
+    profiles = [c[1] for c in _FakeTrt.calls if c[0] == "profile"]
+    assert len(profiles) == len(bundle.graphs) and bundle.engines.max_batch == 3
+    assert profiles[0]["frame"] == ((1, 64, 96, 3), (3, 64, 96, 3), (3, 64, 96, 3))
+    assert profiles[1]["win_f1"] == ((5, 16, 8, 12), (15, 16, 8, 12), (15, 16, 8, 12))
+    assert profiles[4]["xs"] == ((3, 64, 8, 12), (9, 64, 8, 12), (9, 64, 8, 12))  # L + 1 = 3 rows per stream
+
+
+def test_profile_shapes_of_a_static_bundle_are_its_shapes():
+    from esan.export.trt_profiles import profile_shapes
+
+    static = [{"name": "x", "shape": [5, 16, 8, 12], "dtype": "float32"}]
+    assert profile_shapes(static, 8) == {"x": ((5, 16, 8, 12),) * 3}
+    with pytest.raises(ValueError, match="max_streams"):
+        profile_shapes(static, 0)

@@ -31,3 +31,6 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="where the ort/trt benchmark exports (and reuses) its graphs (default: OUT/bundles)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and frames (default: 0)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--streams", metavar="N,N,...",
+                   help="also measure, per stream count N (e.g. 1,2,4,8), the batched multi-stream scheduler vs "
+                        "N independent single-stream processors on the same frames (--frames rounds each)")
