@@ -163,20 +163,6 @@ def bundle_cache(args: argparse.Namespace) -> Path:
     return Path(args.bundle_cache) if args.bundle_cache else Path(args.out) / "bundles"
 
 
-def run_multistream(args: argparse.Namespace, model: Any, frames: list[np.ndarray], fill: int,
-                    streams: list[int]) -> list[dict[str, Any]]:  # fmt: skip
-    """``esan.bench.multistream`` on a fresh cached backend (the bundle exported for the runners)."""
-    from esan.bench.multistream import measure_multistream, open_backend_for
-
-    bundle = None if args.backend == "torch" else prepare_bundles(args, model, bundle_cache(args))[0]
-    backend = open_backend_for(args, model, bundle)
-    try:
-        return measure_multistream(backend, streams, frames, args.lookahead, args.backward_chunk, fill,
-                                   len(frames) - fill, log=lambda m: print(m, flush=True))  # fmt: skip
-    finally:
-        backend.close()
-
-
 def _torch_sync(device: str) -> Any:
     if not device.startswith("cuda"):
         return None
@@ -234,7 +220,11 @@ def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
         from esan.runtime.backends.trt_backend import TrtBackend
 
         ckpt = Path(args.checkpoint) if args.checkpoint else cache / f"random-{args.preset}.pt"
-        rc = to_trt.main([str(ckpt), "--out", str(bundle), "--precision", args.precision, "--lookahead", str(L)])
+        from esan.bench.multistream import parse_streams
+
+        streams = max(parse_streams(args.streams) or [1])  # the engines' profile serves --streams' largest N
+        rc = to_trt.main([str(ckpt), "--out", str(bundle), "--precision", args.precision, "--lookahead", str(L),
+                          "--max-streams", str(max(streams, 8))])  # fmt: skip
         if rc != 0:
             raise UserError(f"building the TensorRT engines for {bundle} failed (to_trt.py exit code {rc})")
         backend, naive_dev = TrtBackend(bundle, device="cuda", lookahead=L), "tensorrt"
@@ -347,7 +337,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for r in runners.values():
             r.close()
-    multistream = run_multistream(args, model, frames, fill, streams) if streams else None
+    multistream = None
+    if streams:  # batched scheduler vs independent processors on a fresh cached backend, the same frames
+        from esan.bench.multistream import run_for_bench
+
+        bundle = None if args.backend == "torch" else prepare_bundles(args, model, bundle_cache(args))[0]
+        multistream = run_for_bench(args, model, bundle, frames, fill, streams)
     from esan.bench.flops import schedule_gflops
 
     gflops = schedule_gflops(cfg, L, C)

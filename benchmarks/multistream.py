@@ -164,3 +164,14 @@ def open_backend_for(args: Any, model: Any, bundle: Any) -> Any:
     from esan.runtime.backends.trt_backend import TrtBackend
 
     return TrtBackend(bundle, device="cuda", lookahead=args.lookahead)
+
+
+def run_for_bench(args: Any, model: Any, bundle: Any, frames: list[np.ndarray], fill: int,
+                  streams: list[int]) -> list[dict[str, Any]]:  # fmt: skip
+    """``esan-rt bench --streams``: ``measure_multistream`` on a fresh backend, ``len(frames) - fill`` rounds."""
+    backend = open_backend_for(args, model, bundle)
+    try:
+        return measure_multistream(backend, streams, frames, args.lookahead, args.backward_chunk, fill,
+                                   len(frames) - fill, log=lambda m: print(m, flush=True))  # fmt: skip
+    finally:
+        backend.close()
