@@ -41,8 +41,9 @@ STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward",
 class StageClock:
     """Proxy of a backend / naive engine that adds the wall time of each call to its stage.
 
-    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` are timed; every other
-    attribute (``config``, ``zero_state``, ``close``, ...) passes through.
+    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` are timed, and so are their
+    ``*_batch`` forms (what the scheduler calls); every other attribute (``config``, ``zero_state``,
+    ``close``, ...) passes through.
     """
 
     def __init__(self, target: Any, sync: Any = None) -> None:
@@ -51,11 +52,12 @@ class StageClock:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
-        if name not in STAGE_OF and name != "step":
+        base = name.removesuffix("_batch")  # a batched call runs inside the target: timed once, here
+        if base not in STAGE_OF and base != "step":
             return attr
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            stage = STAGE_OF.get(name) or ("forward" if args[0] == "fwd" else "backward")
+            stage = STAGE_OF.get(base) or ("forward" if args[0] == "fwd" else "backward")
             t0 = time.perf_counter()
             out = attr(*args, **kwargs)
             if self._sync is not None:
