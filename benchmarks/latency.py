@@ -12,6 +12,10 @@ ONNX Runtime / TensorRT backend; or both on the static-ring steppers of
 ``esan.bench.torch_fast_paths``. Stage times are the wall times of the backend calls (the
 naive engine's calls: its ``2T+1`` re-encodes per frame count as ``encode``). FLOPs:
 ``esan.bench.flops``.
+
+``--streams 1,2,4,8`` adds, on the cached backend and the same frames, the batched multi-stream scheduler
+vs N independent single-stream processors (``esan.bench.multistream``): ``latency.json``'s ``multistream``
+list and ``multistream.png``.
 """
 
 from __future__ import annotations
@@ -31,18 +35,15 @@ from esan.bench import report as bench_report
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_write_text
 
-STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward", "decode": "decode",
-            "encode_batch": "encode", "align_batch": "align", "backward_window_batch": "backward",
-            "decode_batch": "decode"}
-STEPS = ("step", "step_batch")  # forward or backward by their first argument
+STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward", "decode": "decode"}
 
 
 class StageClock:
     """Proxy of a backend / naive engine that adds the wall time of each call to its stage.
 
-    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` (and their ``*_batch`` forms, which
-    the scheduler calls) are timed; every other
-    attribute (``config``, ``zero_state``, ``close``, ...) passes through.
+    Its ``encode``, ``align``, ``step``, ``backward_window`` and ``decode`` are timed, and so are their
+    ``*_batch`` forms (what the scheduler calls); every other attribute (``config``, ``zero_state``,
+    ``close``, ...) passes through.
     """
 
     def __init__(self, target: Any, sync: Any = None) -> None:
@@ -51,11 +52,12 @@ class StageClock:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
-        if name not in STAGE_OF and name not in STEPS:
+        base = name.removesuffix("_batch")  # a batched call runs inside the target: timed once, here
+        if base not in STAGE_OF and base != "step":
             return attr
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            stage = STAGE_OF.get(name) or ("forward" if args[0] == "fwd" else "backward")
+            stage = STAGE_OF.get(base) or ("forward" if args[0] == "fwd" else "backward")
             t0 = time.perf_counter()
             out = attr(*args, **kwargs)
             if self._sync is not None:
@@ -132,9 +134,11 @@ def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[
     """Export (or reuse) the cached bundle and the naive graphs for ``model`` under ``cache``."""
     from esan.bench.naive_onnx import export_naive_graphs
     from esan.export.onnx_export import export_bundle
+    from esan.runtime.core.bundle import FORMAT_VERSION
     from esan.train.checkpoint import save
 
-    key = {"source": source_key(args), "lookahead": args.lookahead, "precision": args.precision, "dcn": "standard"}
+    key = {"source": source_key(args), "lookahead": args.lookahead, "precision": args.precision, "dcn": "standard",
+           "format_version": FORMAT_VERSION}  # a cache from before the batch axis is re-exported
     marker = cache / "bench_key.json"
     bundle, naive = cache / "bundle", cache / "naive"
     from esan.bench.naive_onnx import read_naive_manifest
@@ -155,6 +159,10 @@ def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[
     atomic_write_text(marker, json.dumps(key))
     print(f"bench: export done in {time.perf_counter() - t0:.0f} s", flush=True)
     return bundle, naive
+
+
+def bundle_cache(args: argparse.Namespace) -> Path:
+    return Path(args.bundle_cache) if args.bundle_cache else Path(args.out) / "bundles"
 
 
 def _torch_sync(device: str) -> Any:
@@ -202,7 +210,7 @@ def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
         return {"naive": naive, "cached": cached}
     from esan.bench.naive_onnx import OrtNaiveEngine
 
-    cache = Path(args.bundle_cache) if args.bundle_cache else Path(args.out) / "bundles"
+    cache = bundle_cache(args)
     bundle, naive_dir = prepare_bundles(args, model, cache)
     if args.backend == "ort":
         from esan.runtime.backends.ort_backend import OrtBackend
@@ -214,7 +222,11 @@ def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
         from esan.runtime.backends.trt_backend import TrtBackend
 
         ckpt = Path(args.checkpoint) if args.checkpoint else cache / f"random-{args.preset}.pt"
-        rc = to_trt.main([str(ckpt), "--out", str(bundle), "--precision", args.precision, "--lookahead", str(L)])
+        from esan.bench.multistream import parse_streams
+
+        streams = max(parse_streams(args.streams) or [1])  # the engines' profile serves --streams' largest N
+        rc = to_trt.main([str(ckpt), "--out", str(bundle), "--precision", args.precision, "--lookahead", str(L),
+                          "--max-streams", str(max(streams, 8))])  # fmt: skip
         if rc != 0:
             raise UserError(f"building the TensorRT engines for {bundle} failed (to_trt.py exit code {rc})")
         backend, naive_dev = TrtBackend(bundle, device="cuda", lookahead=L), "tensorrt"
@@ -291,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         from esan.bench.serving import run_served
 
         return run_served(args)
+    from esan.bench.multistream import parse_streams
+
     t_start = time.perf_counter()
     load_start = bench_report.load_average()
     from esan.runtime.backends.select import choose_backend
@@ -300,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
     args.backend, args.device = choice.backend, choice.device
     print(f"bench: {choice.line()}", flush=True)
     L, C = args.lookahead, args.backward_chunk
+    streams = parse_streams(args.streams)
     if L < 0 or C < 1 or args.frames < 1 or args.warmup < 0:
         raise UserError("need --lookahead >= 0, --backward-chunk >= 1, --frames >= 1 and --warmup >= 0")
     if args.backend == "trt" and args.device != "cuda":
@@ -334,6 +349,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for r in runners.values():
             r.close()
+    multistream = None
+    if streams:  # batched scheduler vs independent processors on a fresh cached backend, the same frames
+        from esan.bench.multistream import run_for_bench
+
+        bundle = None if args.backend == "torch" else prepare_bundles(args, model, bundle_cache(args))[0]
+        multistream = run_for_bench(args, model, bundle, frames, fill, streams)
     from esan.bench.flops import schedule_gflops
 
     gflops = schedule_gflops(cfg, L, C)
@@ -349,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
         "warmup_requested": args.warmup, "warmup_frames": fill, "block_frames": C, "threads": args.threads,
         "cuda_graph": args.cuda_graph, "channels_last": args.channels_last,
         "naive_fast_paths": args.naive_fast_paths, "seed": args.seed, "backend_choice": backend_choice,
+        "streams": streams,
         "interleaving": "alternating blocks of C frames, order swapped every block, same frames for both",
     }  # fmt: skip
     meta = {
@@ -365,6 +387,8 @@ def run(args: argparse.Namespace) -> int:
             f"recurrent convs where the count assumes L+1"] if args.backend == "ort" and C == 1 else []),
     }
     report = bench_report.build_report(settings, {n: r.log for n, r in runners.items()}, gflops, meta)
+    if multistream is not None:
+        report["multistream"] = multistream
     written = bench_report.write_outputs(report, args.out, plots=not args.no_plots)
     print(f"bench: naive p50 {report['naive_ms_p50']} ms/frame, cached p50 {report['cached_ms_p50']} ms/frame, "
           f"speedup {report['speedup']}x (FLOP ratio {report['flops_ratio']}x); wrote {', '.join(written)} "

@@ -75,7 +75,7 @@ def export_naive_graphs(
         ins, outs = _IO[name]
         dtypes = tuple(torch.from_numpy(examples[name][n]).dtype for n in ins)
         graph = GraphDef(name, mods[name], ins, outs, dtypes)
-        export_graph(graph, examples[name], out / f"{name}.onnx", dcn, opset)
+        export_graph(graph, examples[name], out / f"{name}.onnx", dcn, opset, dynamic=False)  # batch 1: one stream
         files[name] = f"{name}.onnx"
         progress(f"naive graph {name}: exported ({time.perf_counter() - t0:.1f} s)")
     manifest = {

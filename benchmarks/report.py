@@ -188,7 +188,25 @@ def markdown(report: dict) -> str:
         "",
     ]
     lines += [f"- {n}" for n in report.get("notes", [])]
+    lines += multistream_markdown(report.get("multistream") or [])
     return "\n".join(lines) + "\n"
+
+
+def multistream_markdown(entries: list[dict]) -> list[str]:
+    """The ``multistream`` table (aggregate fps and per-frame compute latency per stream count)."""
+    if not entries:
+        return []
+    lines = ["", "## Many streams: batched scheduler vs N independent processors", "",
+             "| streams | batched fps | independent fps | ratio | ratio (median of rounds) | batched p50 ms | "
+             "batched p99 ms | independent p50 ms | independent p99 ms | max abs diff |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        diff = "-" if e["max_abs_diff"] is None else f"{e['max_abs_diff']:.1e}"
+        lines.append(f"| {e['streams']} | {_fmt(e['batched_fps'])} | {_fmt(e['independent_fps'])} | "
+                     f"{_fmt(e['ratio'], 2)}x | {_fmt(e['ratio_roundwise_median'], 2)}x | "
+                     f"{_fmt(e['batched_ms_p50'])} | {_fmt(e['batched_ms_p99'])} | "
+                     f"{_fmt(e['independent_ms_p50'])} | {_fmt(e['independent_ms_p99'])} | {diff} |")
+    return lines
 
 
 def save_plots(report: dict, out: Path) -> list[str]:
@@ -229,7 +247,31 @@ def save_plots(report: dict, out: Path) -> list[str]:
     fig.savefig(out / "stages.png", dpi=100)
     plt.close(fig)
     written.append("stages.png")
+    if report.get("multistream"):
+        written.append(save_multistream_plot(plt, report["multistream"], out))
     return written
+
+
+def save_multistream_plot(plt: Any, entries: list[dict], out: Path) -> str:
+    """``multistream.png``: aggregate fps (left) and p99 per-frame latency (right) against the stream count."""
+    n = [e["streams"] for e in entries]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode in ("batched", "independent"):
+        left.plot(n, [e[f"{mode}_fps"] for e in entries], marker="o", label=mode)
+        right.plot(n, [e[f"{mode}_ms_p99"] for e in entries], marker="o", label=mode)
+    for ax, ylabel in ((left, "aggregate frames / s"), (right, "p99 compute latency per frame (ms)")):
+        ax.set_xlabel("streams")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(n, [str(v) for v in n])
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    left.set_title(f"throughput (ratio at {n[-1]} streams: {_fmt(entries[-1]['ratio'], 2)}x)")
+    right.set_title("latency (batched: the frame's round; independent: its push)")
+    fig.tight_layout()
+    fig.savefig(out / "multistream.png", dpi=100)
+    plt.close(fig)
+    return "multistream.png"
 
 
 def write_outputs(report: dict, out: str | os.PathLike, plots: bool = True) -> list[str]:

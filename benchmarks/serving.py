@@ -151,15 +151,13 @@ def _local_backend(args: argparse.Namespace, params: dict[str, str]) -> Any:
 
 def run_served(args: argparse.Namespace) -> int:
     """Handler of ``esan-rt bench --server``."""
+    from esan.bench.multistream import parse_streams
     from esan.runtime.serving.client import RemoteStream, check_address
 
     servers = [check_address(s) for s in args.server]
-    try:
-        counts = sorted({int(v) for v in args.streams.split(",")})
-    except ValueError:
-        raise UserError(f"--streams must be comma-separated counts, e.g. 1,2,4,8; got {args.streams!r}") from None
-    if not counts or counts[0] < 1 or args.frames < 1:
-        raise UserError("need --streams counts >= 1 and --frames >= 1")
+    counts = parse_streams(args.streams or "1,2,4,8")
+    if args.frames < 1:
+        raise UserError("need --frames >= 1")
     probe = RemoteStream(servers[0])
     params = dict(probe.backend.params)
     probe.close()

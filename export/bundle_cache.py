@@ -1,7 +1,8 @@
 """Bundle cache: ``--checkpoint`` with the ONNX Runtime / TensorRT backends exports once, then reuses.
 
 Layout: ``$ESAN_CACHE_DIR/<key>/`` (default ``~/.cache/esan-rt/bundles/<key>/``) with
-``key = <checkpoint sha256[:16]>-L<lookahead>-<precision>-<dcn>``. The exporter writes into a
+``key = <checkpoint sha256[:16]>-L<lookahead>-<precision>-<dcn>-f<bundle format version>``; an entry
+that is not a dynamic-batch bundle (made before the batch axis) is rebuilt too. The exporter writes into a
 temporary sibling directory and renames it into place only once every graph passed its check, so a
 reader never sees half a bundle and an interrupted export leaves nothing behind.
 """
@@ -21,10 +22,10 @@ def _valid_bundle(path: Path) -> bool:
     if not (path / "manifest.json").is_file():
         return False
     try:
-        load_bundle(path, verify_hashes=False)  # the backend verifies hashes when it loads
+        bundle = load_bundle(path, verify_hashes=False)  # the backend verifies hashes when it loads
     except UserError:  # a damaged cache entry is rebuilt
         return False
-    return True
+    return bundle.batch == "dynamic"  # an entry from before the batch axis is rebuilt
 
 
 def export_bundle(checkpoint: Path, out: Path, lookahead: int, precision: str, dcn: str, log=print) -> None:
@@ -77,9 +78,10 @@ def ensure_bundle(
 
 def ensure_engines(
     checkpoint: str | os.PathLike, bundle_dir: Path, lookahead: int, precision: str, dcn: str = "standard",
-    *, log=print,
+    *, log=print, max_streams: int = 8,
 ) -> None:
-    """Build TensorRT engines into a cached bundle unless it holds engines for this TensorRT and GPU."""
+    """Build TensorRT engines into a cached bundle unless it holds engines for this TensorRT and GPU
+    that serve ``max_streams`` streams per call."""
     from esan.runtime.core.bundle import load_bundle
 
     try:
@@ -93,12 +95,13 @@ def ensure_engines(
     if not gpu.ok:
         raise UserError(f"--backend trt needs a usable NVIDIA GPU: {gpu.message}; or use --backend ort")
     built = load_bundle(bundle_dir, verify_hashes=False).engines
-    if built and built.tensorrt_version == str(trt.__version__) and built.compute_capability == gpu.compute_capability:
+    if (built and built.tensorrt_version == str(trt.__version__) and built.compute_capability == gpu.compute_capability
+            and built.max_batch >= max_streams):
         return
     log(f"building TensorRT {trt.__version__} engines for {gpu.name} into {bundle_dir} (once; takes a while)")
     from esan.export import to_trt
 
     argv = [str(checkpoint), "--out", str(bundle_dir), "--lookahead", str(lookahead), "--precision", precision,
-            "--dcn", dcn]
+            "--dcn", dcn, "--max-streams", str(max_streams)]
     if to_trt.main(argv) != 0:
         raise UserError(f"building TensorRT engines into {bundle_dir} failed (see the message above)")

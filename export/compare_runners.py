@@ -27,7 +27,7 @@ REFERENCE = "torch"
 
 
 class TorchReference(BaseRunner):
-    """The checkpoint's fp32 PyTorch graph as a Polygraphy runner; takes the bundle's input dtypes."""
+    """The checkpoint's fp32 PyTorch graph as a Polygraphy runner (each stream of a batch run alone)."""
 
     def __init__(self, graph: graphs.GraphDef, example: dict[str, np.ndarray]) -> None:
         super().__init__(name=REFERENCE)
@@ -44,7 +44,7 @@ class TorchReference(BaseRunner):
         feed = {k: (np.asarray(v, np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v))
                 for k, v in feed_dict.items()}  # fmt: skip
         t0 = time.perf_counter()
-        out = graphs.run_torch(self.graph, feed)
+        out = graphs.run_torch_per_item(self.graph, feed)  # each stream alone: batching must not mix them
         self.inference_time = time.perf_counter() - t0
         return OrderedDict(out)
 

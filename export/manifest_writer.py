@@ -9,7 +9,7 @@ from typing import Any
 import onnx
 
 from esan.runtime.core import plugin_spec as ps
-from esan.runtime.core.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+from esan.runtime.core.bundle import FORMAT, FORMAT_VERSION, MANIFEST, batch_rows, sha256_file
 from esan.runtime.core.fsutil import atomic_write_text
 from esan.runtime.core.version import package_version, utc_now
 
@@ -17,15 +17,27 @@ _ONNX_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.FLOAT: "float3
 
 
 def tensor_specs(values) -> list[dict[str, Any]]:
-    """``[{name, shape, dtype}]`` of ONNX graph inputs/outputs (static shapes required)."""
+    """``[{name, shape, dtype}]`` of ONNX graph inputs/outputs: static, but for a symbolic batch dimension 0.
+
+    Dimension 0 is ``"batch"`` or ``"K*batch"`` (the exporter's names; ``esan.runtime.core.bundle.batch_rows``).
+    """
     out = []
     for v in values:
         t = v.type.tensor_type
-        shape = []
-        for d in t.shape.dim:
-            if not d.HasField("dim_value"):
-                raise ValueError(f"tensor {v.name} has a dynamic dimension; bundles use static shapes")
-            shape.append(d.dim_value)
+        shape: list[int | str] = []
+        for i, d in enumerate(t.shape.dim):
+            if d.HasField("dim_value"):
+                shape.append(d.dim_value)
+                continue
+            name = d.dim_param.replace(" ", "")
+            try:
+                if i != 0:
+                    raise ValueError
+                batch_rows(name)
+            except ValueError:
+                raise ValueError(f"tensor {v.name} has a dynamic dimension {i} ({d.dim_param!r}); "
+                                 "bundles are static but for a batch dimension 0") from None
+            shape.append(name)
         if t.elem_type not in _ONNX_DTYPES:
             raise ValueError(f"tensor {v.name} has unsupported ONNX elem_type {t.elem_type}")
         out.append({"name": v.name, "shape": shape, "dtype": _ONNX_DTYPES[t.elem_type]})
@@ -51,15 +63,17 @@ def build_manifest(
     fp32_parts: list[str],
     dcn: str,
     opset: int,
+    batch: int | str,
     graphs: dict[str, dict[str, Any]],
     checks: dict[str, Any],
     checkpoint: Path,
     checkpoint_sha256: str,
 ) -> dict[str, Any]:
+    """The manifest dict; ``batch=1`` writes a format 1 manifest (static batch 1, no ``batch`` field)."""
     h, w = config["input_size"]
-    return {
+    manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if batch == "dynamic" else 1,
         "package_version": package_version(),
         "created_at": utc_now("microseconds"),
         "config": config,
@@ -87,10 +101,14 @@ def build_manifest(
             else None
         ),
         "opset": opset,
+        "batch": batch,
         "graphs": graphs,
         "checks": checks,
         "source_checkpoint": {"path": str(checkpoint), "sha256": checkpoint_sha256},
     }
+    if batch != "dynamic":
+        del manifest["batch"]
+    return manifest
 
 
 def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> Path:

@@ -1,8 +1,10 @@
 """Export a checkpoint to a split ONNX bundle (docs/contracts.md) and check it before it counts.
 
-Every graph goes through ``torch.onnx.export(..., dynamo=True)`` with our DCN translation, weight
-slices folded into initializers (``onnx_fold``), then ``onnx.checker``, then ONNX Runtime vs
-PyTorch on realistic inputs (plugin graphs run with the plugin node rewritten to ``DeformConv``).
+Every graph goes through ``torch.onnx.export(..., dynamo=True)`` with our DCN translation and a dynamic
+batch axis (``esan.export.graphs``), weight slices folded into initializers (``onnx_fold``), then
+``onnx.checker``, then ONNX Runtime vs PyTorch on realistic inputs: a batch of 2 streams with different
+inputs, run in one ORT call, against PyTorch on each stream alone (plugin graphs run with the plugin node
+rewritten to ``DeformConv``).
 Files are written to a hidden temp directory beside the target and moved into place only when
 everything passed, so a failed export never leaves a bundle that looks valid.
 """
@@ -34,9 +36,12 @@ MIN_OPSET = 19
 
 
 def export_graph(
-    graph: graphs.GraphDef, example: dict, path: Path, dcn: str, opset: int
+    graph: graphs.GraphDef, example: dict, path: Path, dcn: str, opset: int, dynamic: bool = True
 ) -> onnx.ModelProto:
-    """Export one graph with the dynamo exporter, name its I/O per the contract, check and save it."""
+    """Export one graph with the dynamo exporter, name its I/O per the contract, check and save it.
+
+    ``dynamic``: dimension 0 is the symbolic batch axis; else the example's shapes are fixed (batch 1).
+    """
     args = tuple(torch.from_numpy(example[n]) for n in graph.input_names)
     log = io.StringIO()
     try:
@@ -49,6 +54,7 @@ def export_graph(
                 opset_version=opset,
                 input_names=list(graph.input_names),
                 output_names=list(graph.output_names),
+                dynamic_shapes=graph.dynamic_shapes() if dynamic else None,
                 custom_translation_table=dcn_onnx.translation_table(dcn),
                 verbose=False,
                 external_data=False,
@@ -57,6 +63,11 @@ def export_graph(
         raise RuntimeError(f"exporting {graph.name} failed: {exc}\n{log.getvalue()[-2000:]}") from exc
     model = program.model_proto
     fold_initializer_slices(model)
+    if dynamic:  # every output has one row per stream: name its derived batch symbol (e.g. "s26") "batch"
+        for out in model.graph.output:
+            dim = out.type.tensor_type.shape.dim[0]
+            if not dim.HasField("dim_value"):
+                dim.dim_param = graphs.BATCH_DIM
     model.producer_name = "esan-rt"
     model.doc_string = f"ESAN-RT {graph.name} graph"
     got_in = [i.name for i in model.graph.input]
@@ -71,14 +82,17 @@ def export_graph(
 def check_graph(
     graph: graphs.GraphDef, ref_graph: graphs.GraphDef, model: onnx.ModelProto, sample: dict, precision: str
 ) -> dict:
-    """ONNX Runtime vs the fp32 PyTorch graph on ``sample``; raises if the tolerance is missed."""
+    """ONNX Runtime on the batched ``sample`` (one call) vs the fp32 PyTorch graph on each stream alone.
+
+    Raises if the tolerance is missed.
+    """
     feed = graphs.cast_inputs(graph, sample)
     ref_in = {k: (v.astype("float32") if v.dtype.kind == "f" else v) for k, v in feed.items()}
-    ref = graphs.run_torch(ref_graph, ref_in)
+    ref = graphs.run_torch_per_item(ref_graph, ref_in)
     out = parity.run_ort(parity.ort_session(model, threads=torch.get_num_threads()), feed)
     per_output = parity.compare_outputs(ref, out)
     backend = "onnxruntime" if not dcn_onnx.plugin_nodes(model) else "onnxruntime (plugin node as DeformConv)"
-    summary = parity.summarize(per_output, backend)
+    summary = {**parity.summarize(per_output, backend), "batch": len(graphs.split_items(graph, feed))}
     bad = {n: m for n, m in per_output.items() if not parity.passes(m, precision)}
     if bad:
         rule = f"max abs <= {parity.FP32_MAX_ABS}" if precision == "fp32" else f"corr >= {parity.FP16_MIN_CORR}"
@@ -116,8 +130,13 @@ def export_bundle(
     verify: bool = True,
     progress: Callable[[str], None] = print,
     model: ESAN | None = None,
+    batch: int | str = "dynamic",
 ) -> Path:
-    """Export ``ckpt`` to the bundle directory ``out``; returns its path. See the module docstring."""
+    """Export ``ckpt`` to the bundle directory ``out``; returns its path. See the module docstring.
+
+    ``batch="dynamic"`` (default): one graph call serves any number of streams. ``batch=1``: static batch-1
+    graphs in a format 1 manifest, as older esan-rt versions wrote and read them.
+    """
     ckpt, out = Path(ckpt), Path(out)
     if opset < MIN_OPSET:
         raise UserError(f"--opset {opset} is too old: DeformConv needs opset >= {MIN_OPSET}")
@@ -125,12 +144,14 @@ def export_bundle(
         raise UserError(f"--lookahead must be >= 0, got {lookahead}")
     if dcn not in dcn_onnx.DCN_MODES or precision not in graphs.PRECISIONS:
         raise UserError(f"--dcn must be one of {dcn_onnx.DCN_MODES} and --precision one of {tuple(graphs.PRECISIONS)}")
+    if batch not in ("dynamic", 1):
+        raise UserError(f"--batch must be 'dynamic' or 1, got {batch!r}")
     _prepare_target(out)
     model = model if model is not None else checkpoint.load(ckpt)
     ckpt_sha = sha256_file(ckpt)
     defs = graphs.build_graphs(model, lookahead, precision)
     refs = graphs.build_graphs(model, lookahead, "fp32")
-    samples = graphs.sample_inputs(model, lookahead)
+    samples = graphs.sample_inputs(model, lookahead, batch=2 if batch == "dynamic" else 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -139,7 +160,7 @@ def export_bundle(
             t0 = time.perf_counter()
             path = tmp / f"{name}.onnx"
             example = graphs.cast_inputs(defs[name], samples[name])
-            proto = export_graph(defs[name], example, path, dcn, opset)
+            proto = export_graph(defs[name], example, path, dcn, opset, dynamic=batch == "dynamic")
             msg = f"[{i}/{len(graphs.GRAPH_NAMES)}] {name}: exported {path.stat().st_size / 1e6:.1f} MB"
             if verify:
                 checks[name] = check_graph(defs[name], refs[name], proto, samples[name], precision)
@@ -154,6 +175,7 @@ def export_bundle(
             fp32_parts=list(graphs.FP32_PARTS_FP16) if precision == "fp16" else [],
             dcn=dcn,
             opset=opset,
+            batch=batch,
             graphs=entries,
             checks=checks,
             checkpoint=ckpt.resolve(),

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle directory to create or replace")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    p.add_argument("--batch", choices=("dynamic", "1"), default="dynamic",
+                   help="dynamic (default): one call serves many streams; 1: static batch-1 graphs (format 1 "
+                        "bundle, for esan-rt versions before the batch axis)")
     return p
 
 
@@ -42,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         out = export_bundle(
             args.checkpoint, args.out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
-            opset=args.opset, verify=not args.no_verify,
+            opset=args.opset, verify=not args.no_verify, batch="dynamic" if args.batch == "dynamic" else 1,
         )  # fmt: skip
     except UserError as exc:
         print(f"to_onnx.py: error: {exc}", file=sys.stderr)

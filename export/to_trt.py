@@ -2,10 +2,11 @@
 
     python export/to_trt.py CKPT [--out BUNDLE_DIR] [--precision fp16|fp32] [--lookahead L]
                              [--dcn standard|plugin] [--plugin-lib PATH] [--workspace MB]
-                             [--timing-cache PATH]
+                             [--timing-cache PATH] [--max-streams N]
 
 One engine per graph (``<graph>.plan``), recorded in the manifest's ``engines`` with the TensorRT
-version, GPU name and compute capability. Without TensorRT or a GPU the ONNX bundle is still
+version, GPU name and compute capability. Dynamic-batch bundles get one optimisation profile over
+1 .. ``--max-streams`` streams (recorded as ``engines.max_batch``). Without TensorRT or a GPU the ONNX bundle is still
 written; the script then exits with code 3 and one line saying what is missing.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from esan.export.to_onnx import add_export_args
+from esan.export.trt_profiles import DEFAULT_MAX_STREAMS
 from esan.runtime.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin-lib", type=Path, help="our TensorRT DCN plugin library (dcn=plugin)")
     p.add_argument("--workspace", type=int, default=4096, metavar="MB", help="builder workspace (default 4096)")
     p.add_argument("--timing-cache", type=Path, help="timing cache file (default: BUNDLE_DIR.timing-cache)")
+    p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS, metavar="N",
+                   help=f"largest batch (streams per engine call) the engines serve (default {DEFAULT_MAX_STREAMS})")
     return p
 
 
@@ -46,8 +50,8 @@ def _reusable(out: Path, ckpt_sha: str, args: argparse.Namespace) -> bool:
         b = load_bundle(out)
     except UserError:
         return False
-    want = (args.precision, args.lookahead, args.dcn, args.opset, ckpt_sha)
-    return (b.precision, b.lookahead, b.dcn, b.opset, b.source_checkpoint.get("sha256")) == want
+    want = (args.precision, args.lookahead, args.dcn, args.opset, ckpt_sha, "dynamic")
+    return (b.precision, b.lookahead, b.dcn, b.opset, b.source_checkpoint.get("sha256"), b.batch) == want
 
 
 def _plugin_library(arg: Path | None) -> Path:
@@ -70,6 +74,7 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: GpuStatus) -> N
     """Build and record one engine per graph; the manifest is rewritten only after all succeeded."""
     from esan.export.manifest_writer import read_manifest, write_manifest
     from esan.export.trt_build import EngineBuilder
+    from esan.export.trt_profiles import is_dynamic
     from esan.runtime.core.bundle import GRAPH_NAMES, sha256_file
     from esan.runtime.core.fsutil import atomic_path
 
@@ -84,7 +89,7 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: GpuStatus) -> N
         t0 = time.perf_counter()
         graph = manifest["graphs"][name]
         with atomic_path(out / f"{name}.plan") as tmp:
-            builder.build(out / graph["file"], graph["inputs"], tmp)
+            builder.build(out / graph["file"], graph["inputs"], tmp, args.max_streams)
         size = (out / f"{name}.plan").stat().st_size
         files[name] = {"file": f"{name}.plan", "sha256": sha256_file(out / f"{name}.plan")}
         print(f"[{i}/{len(GRAPH_NAMES)}] {name}: engine {size / 1e6:.1f} MB ({time.perf_counter() - t0:.1f} s)")
@@ -95,6 +100,7 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: GpuStatus) -> N
         "compute_capability": gpu.compute_capability,
         "strongly_typed": builder.strongly_typed,
         "plugin_library": str(plugin) if plugin else None,
+        "max_batch": args.max_streams if is_dynamic(manifest) else 1,
         "files": files,
     }
     write_manifest(out, manifest)
@@ -102,6 +108,9 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: GpuStatus) -> N
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.max_streams < 1:
+        print(f"to_trt.py: error: --max-streams must be >= 1, got {args.max_streams}", file=sys.stderr)
+        return 2
     try:
         from esan.export.trt_build import INSTALL_HINT, gpu_info, import_tensorrt
         from esan.runtime.core.bundle import sha256_file

@@ -133,17 +133,19 @@ class EngineBuilder:
         """True when the flag exists (10.x) or TensorRT is 11+ (always strongly typed)."""
         return self._major >= 11 or self.strongly_typed_flag
 
-    def _profile(self, inputs: Sequence[dict]) -> Any:
+    def _profile(self, inputs: Sequence[dict], max_streams: int) -> Any:
+        from esan.export.trt_profiles import profile_shapes
+
         profile = self.ptrt.Profile()
-        for spec in inputs:
-            shape = tuple(int(d) for d in spec["shape"])
-            profile.add(spec["name"], min=shape, opt=shape, max=shape)
+        for name, (lo, opt, hi) in profile_shapes(inputs, max_streams).items():
+            profile.add(name, min=lo, opt=opt, max=hi)
         return profile
 
-    def build(self, onnx_path: Path, inputs: Sequence[dict], plan_path: Path) -> None:
+    def build(self, onnx_path: Path, inputs: Sequence[dict], plan_path: Path, max_streams: int = 1) -> None:
         """Parse ``onnx_path``, build its engine and save it to ``plan_path``.
 
-        ``inputs``: the manifest's input specs (name, shape); they make the optimisation profile.
+        ``inputs``: the manifest's input specs (name, shape); with a dynamic batch (``"batch"`` in dimension 0)
+        the optimisation profile spans 1 .. ``max_streams`` streams (``esan.export.trt_profiles``).
         """
         ptrt, trt, g_logger = self.ptrt, self.trt, self.g_logger
         with g_logger.verbosity(g_logger.WARNING):  # Polygraphy's INFO lines would bury our progress lines
@@ -151,7 +153,7 @@ class EngineBuilder:
             config = ptrt.CreateConfig(
                 tf32=False,
                 fp16=self.precision == "fp16" and not self.strongly_typed,
-                profiles=[self._profile(inputs)],
+                profiles=[self._profile(inputs, max_streams)],
                 memory_pool_limits={trt.MemoryPoolType.WORKSPACE: self.workspace_mb << 20},
             )
             config = ptrt.PostprocessConfig(config, self.timing_cache.attach)

@@ -167,3 +167,33 @@ def test_shift_in_drops_the_oldest_slot():
     one = torch.zeros(1, 2)
     _shift_in(one, torch.full((1, 2), 5.0), first=False)
     assert one.tolist() == [[5.0, 5.0]]
+
+
+def test_multistream_entries_from_the_measured_rounds(tmp_path):
+    """--streams: one entry per stream count, fps and ratio from the recorded round times, both modes exact."""
+    argv = ["--preset", "tiny", "--backend", "torch", "--lookahead", "1", "--frames", "3", "--warmup", "1",
+            "--threads", "1", "--streams", "3,1", "--out", str(tmp_path)]
+    assert _latency_main()(argv) == 0
+    r = json.loads((tmp_path / "latency.json").read_text())
+    assert [e["streams"] for e in r["multistream"]] == [1, 3] and r["settings"]["streams"] == [1, 3]
+    for e in r["multistream"]:
+        n = e["streams"]
+        assert e["rounds"] == 3 and len(e["batched_round_ms"]) == 3 == len(e["independent_round_ms"])
+        for mode in ("batched", "independent"):
+            fps = n * e["rounds"] / (sum(e[f"{mode}_round_ms"]) / 1e3)
+            assert e[f"{mode}_fps"] == pytest.approx(fps, rel=1e-2)
+        assert e["ratio"] == pytest.approx(e["batched_fps"] / e["independent_fps"], rel=1e-3)
+        per_round = np.divide(e["independent_round_ms"], e["batched_round_ms"])
+        assert e["ratio_roundwise_median"] == pytest.approx(float(np.median(per_round)), rel=1e-2)
+        assert e["batched_ms_p50"] == pytest.approx(float(np.percentile(e["batched_round_ms"], 50)), abs=2e-3)
+        assert e["batched_ms_p99"] >= e["batched_ms_p50"] > 0
+        assert e["maps_compared"] == 3 * n and e["max_abs_diff"] <= 1e-4
+        assert {"encode", "align", "decode"} <= set(e["batched_stages_ms_per_round"])
+    assert (tmp_path / "multistream.png").stat().st_size > 0
+    assert "batched scheduler vs N independent" in (tmp_path / "latency.md").read_text()
+
+
+def test_streams_option_is_checked(tmp_path, capsys):
+    argv = ["--preset", "tiny", "--backend", "torch", "--streams", "2,0", "--out", str(tmp_path)]
+    assert _latency_main()(argv) == 2
+    assert "--streams takes stream counts >= 1" in capsys.readouterr().err

@@ -91,6 +91,44 @@ def test_wrong_format(tmp_path, changes, message):
         load_bundle(root)
 
 
+def _with_shapes(root: Path, batch, in_shape, out_shape) -> None:
+    man = json.loads((root / "manifest.json").read_text())
+    for g in man["graphs"].values():
+        g["inputs"][0]["shape"], g["outputs"][0]["shape"] = in_shape, out_shape
+    man.update(format_version=2, batch=batch)
+    (root / "manifest.json").write_text(json.dumps(man))
+
+
+def test_dynamic_batch_shapes(tmp_path):
+    root = make_bundle(tmp_path / "b")
+    _with_shapes(root, "dynamic", ["5*batch", 16, 8, 12], ["batch", 64, 8, 12])
+    b = load_bundle(root)
+    assert b.batch == "dynamic"
+    x, y = b.graphs["aligner"].inputs[0], b.graphs["aligner"].outputs[0]
+    assert x.shape == ("5*batch", 16, 8, 12) and x.rows == 5 and x.dynamic and x.at_batch(3) == (15, 16, 8, 12)
+    assert y.rows == 1 and y.at_batch(1) == (1, 64, 8, 12)
+    old = load_bundle(make_bundle(tmp_path / "old"))
+    assert old.batch == 1 and not old.graphs["encoder"].inputs[0].dynamic
+    assert old.graphs["encoder"].inputs[0].at_batch(4) == (1, 64, 8, 12)  # static: one stream per call
+
+
+@pytest.mark.parametrize(
+    ("batch", "in_shape", "message"),
+    [
+        ("dynamic", [1, 64, 8, 12], "manifest says batch dynamic"),  # a static tensor in a dynamic bundle
+        (1, ["batch", 64, 8, 12], "manifest says batch 1"),  # symbolic dims without "batch": "dynamic"
+        ("dynamic", ["n*batch", 64, 8, 12], "malformed tensor entry"),
+        ("dynamic", ["batch", "h", 8, 12], "malformed tensor entry"),  # only dimension 0 may be symbolic
+        ("maybe", ["batch", 64, 8, 12], "unknown batch 'maybe'"),
+    ],
+)
+def test_bad_batch_shapes(tmp_path, batch, in_shape, message):
+    root = make_bundle(tmp_path / "b")
+    _with_shapes(root, batch, in_shape, ["batch", 16, 8, 12] if batch == "dynamic" else [1, 16, 8, 12])
+    with pytest.raises(UserError, match=message):
+        load_bundle(root)
+
+
 def test_not_a_bundle(tmp_path):
     with pytest.raises(UserError, match="no manifest.json"):
         load_bundle(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -54,12 +55,14 @@ def test_fp32_parity_per_graph(tiny_bundle, tiny_model):
             assert m["max_abs"] <= 1e-4, (name, out, m)
     spec = bundle.graphs["encoder"]
     assert [(t.name, t.shape, t.dtype) for t in spec.inputs] == [
-        ("frame", (1, 64, 96, 3), "uint8"),
-        ("valid", (1, 64, 96, 1), "uint8"),
+        ("frame", ("batch", 64, 96, 3), "uint8"),
+        ("valid", ("batch", 64, 96, 1), "uint8"),
     ]
     assert [t.name for t in bundle.graphs["bwd_window"].inputs] == ["xs"]
-    assert bundle.graphs["bwd_window"].inputs[0].shape == (LOOKAHEAD + 1, 64, 8, 12)
-    assert bundle.graphs["decoder"].outputs[0].shape == (1, 1, 32, 48)
+    assert bundle.graphs["bwd_window"].inputs[0].shape == (f"{LOOKAHEAD + 1}*batch", 64, 8, 12)
+    assert bundle.graphs["aligner"].inputs[0].shape == ("5*batch", 16, 8, 12)
+    assert bundle.graphs["decoder"].outputs[0].shape == ("batch", 1, 32, 48)
+    assert all(t.dynamic for g in bundle.graphs.values() for t in g.inputs + g.outputs)
 
 
 def test_fp16_parity_and_dtypes(tiny_bundle_fp16, tiny_model):
@@ -87,6 +90,7 @@ def test_plugin_node_structure_and_numerics(plugin_bundle, tiny_model):
     assert (plugin["name"], plugin["version"], plugin["namespace"]) == expected
     # the export checked itself (plugin node run as DeformConv on ONNX Runtime)
     assert set(bundle.checks) == set(GRAPH_NAMES) and all(c["max_abs"] <= 1e-4 for c in bundle.checks.values())
+    assert all(c["batch"] == 2 for c in bundle.checks.values())  # checked on two streams in one call
     model = onnx.load(bundle.graph_path("aligner"))
     assert not [n for n in model.graph.node if n.op_type == "DeformConv"]
     nodes = dcn_onnx.plugin_nodes(model)
@@ -169,7 +173,7 @@ def test_refuses_to_overwrite_a_foreign_directory(tiny_checkpoint, tmp_path):
 
 def test_manifest_matches_contract(tiny_bundle, tiny_checkpoint):
     man = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert man["format"] == "esan-rt-bundle" and man["format_version"] == 1
+    assert man["format"] == "esan-rt-bundle" and man["format_version"] == 2 and man["batch"] == "dynamic"
     assert set(man["graphs"]) == set(GRAPH_NAMES) and "engines" not in man
     assert man["normalization"]["in_graph"] is True and man["opset"] >= 19
     assert man["plugin"] is None and man["fp32_parts"] == []
@@ -189,3 +193,48 @@ def test_encoder_normalises_like_letterbox(tiny_bundle, tiny_model):
     out = parity.run_ort(parity.ort_session(tiny_bundle / "encoder.onnx", threads=1), feed)
     for name, value in ref.items():
         assert parity.metrics(value.numpy(), out[name])["max_abs"] <= 1e-5, name
+
+
+class _MixesStreams(torch.nn.Module):
+    """A decoder that hands stream 0 the map of the last stream: right for one stream, wrong for two."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, hf, hb):
+        return self.inner(hf, hb).flip(0)
+
+
+def test_export_check_runs_two_different_streams_in_one_call(tiny_model, tmp_path):
+    from esan.export.onnx_export import check_graph, export_graph
+
+    defs = graphs.build_graphs(tiny_model, 0)
+    samples = graphs.sample_inputs(tiny_model, 0, seed=2)
+    assert samples["decoder"]["hf"].shape[0] == 2
+    for graph, name in (("decoder", "hf"), ("cell_fwd", "c"), ("aligner", "ref_p3"), ("aligner", "win_f3")):
+        v = samples[graph][name]
+        a, b = v[: len(v) // 2], v[len(v) // 2 :]  # stream-major: the first half is stream 0
+        assert np.abs(a - b).max() > 0.1 * np.abs(v).max(), f"the two streams of the check barely differ: {name}"
+    good = export_graph(defs["decoder"], samples["decoder"], tmp_path / "good.onnx", "standard", 19)
+    assert check_graph(defs["decoder"], defs["decoder"], good, samples["decoder"], "fp32")["batch"] == 2
+    bad_def = dataclasses.replace(defs["decoder"], module=_MixesStreams(defs["decoder"].module))
+    bad = export_graph(bad_def, samples["decoder"], tmp_path / "bad.onnx", "standard", 19)
+    with pytest.raises(RuntimeError, match="disagrees"):
+        check_graph(bad_def, defs["decoder"], bad, samples["decoder"], "fp32")
+
+
+def test_static_batch1_export_writes_a_format1_manifest(tiny_model, tmp_path):
+    from esan.export.manifest_writer import build_manifest, graph_entry
+    from esan.export.onnx_export import export_graph
+
+    defs = graphs.build_graphs(tiny_model, 0)
+    sample = graphs.sample_inputs(tiny_model, 0, batch=1)["decoder"]
+    export_graph(defs["decoder"], sample, tmp_path / "decoder.onnx", "standard", 19, dynamic=False)
+    entry = graph_entry(tmp_path / "decoder.onnx")
+    assert entry["inputs"][0]["shape"] == [1, 16, 8, 12] and entry["outputs"][0]["shape"] == [1, 1, 32, 48]
+    common = dict(config=tiny_model.cfg.to_dict(), lookahead=0, precision="fp32", fp32_parts=[], dcn="standard",
+                  opset=19, graphs={"decoder": entry}, checks={}, checkpoint=tmp_path, checkpoint_sha256="0")
+    old = build_manifest(batch=1, **common)
+    assert old["format_version"] == 1 and "batch" not in old
+    assert build_manifest(batch="dynamic", **common)["batch"] == "dynamic"

@@ -70,16 +70,21 @@ def test_engines_built_through_polygraphy(fake_build, capsys):
     from esan.runtime.core.bundle import check_compatible, load_bundle
 
     out, run, trt = fake_build
-    assert run() == 0, capsys.readouterr().err
+    assert run("--max-streams", "3") == 0, capsys.readouterr().err
     assert "using the existing ONNX bundle" in capsys.readouterr().out
     bundle = load_bundle(out)
-    assert bundle.engines is not None and bundle.engines.gpu == "NVIDIA Fake"
+    assert bundle.engines is not None and bundle.engines.gpu == "NVIDIA Fake" and bundle.engines.max_batch == 3
     assert check_compatible(bundle, "trt", 2, tensorrt_version="10.9.0.34", compute_capability="9.0")
     for g, plan in _plans(out).items():  # what Polygraphy's loaders asked TensorRT for, per graph
         spec = bundle.graphs[g]
         assert plan["graph"] == spec.file.name and plan["strongly_typed"] is True
         assert plan["fp16"] is False and plan["tf32"] is False and plan["workspace"] == 64 << 20
-        assert plan["profiles"] == [{t.name: [list(t.shape)] * 3 for t in spec.inputs}]
+        # dynamic batch: one profile over 1 .. 3 streams (min = one stream's rows, opt = max = three streams')
+        rows = {t.name: t.at_batch(1)[0] for t in spec.inputs}
+        assert plan["profiles"] == [{t.name: [[rows[t.name], *t.shape[1:]]] + [[3 * rows[t.name], *t.shape[1:]]] * 2
+                                     for t in spec.inputs}]  # fmt: skip
+    assert _plans(out)["encoder"]["profiles"][0]["frame"] == [[1, 64, 96, 3], [3, 64, 96, 3], [3, 64, 96, 3]]
+    assert _plans(out)["aligner"]["profiles"][0]["win_f1"][0][0] == 5  # K = 2T + 1 window rows per stream
     cache = json.loads((out.parent / "bundle.timing-cache").read_bytes())
     assert cache["entries"] == [bundle.graphs[g].file.name for g in bundle.graphs]  # one cache, shared
     assert len(trt.plugin_inits) >= 2 and all(lg is trt.plugin_inits[0] for lg in trt.plugin_inits)
@@ -138,3 +143,12 @@ def test_build_failure_is_one_line_and_records_no_engines(fake_build, capsys, mo
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("to_trt.py")]
     assert len(lines) == 1 and "could not build an engine for encoder.onnx" in lines[0]
     assert load_bundle(out).engines is None
+
+
+def test_profile_shapes_of_a_static_bundle_are_its_shapes():
+    from esan.export.trt_profiles import profile_shapes
+
+    static = [{"name": "x", "shape": [5, 16, 8, 12]}]
+    assert profile_shapes(static, 8) == {"x": ((5, 16, 8, 12),) * 3}
+    with pytest.raises(ValueError, match="max_streams"):
+        profile_shapes(static, 0)

@@ -152,9 +152,10 @@ def fake_tensorrt_module(bundle, *, context_fails: str | None = None, refuse_add
             return True
 
         def execute_async_v3(self, stream):
-            def view(t):
-                n = int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize
-                return np.frombuffer((ctypes.c_char * n).from_address(self.addr[t.name]), t.dtype).reshape(t.shape)
+            def view(t):  # engines built for batch 1 (static shapes)
+                shape = t.at_batch(1)
+                n = int(np.prod(shape)) * np.dtype(t.dtype).itemsize
+                return np.frombuffer((ctypes.c_char * n).from_address(self.addr[t.name]), t.dtype).reshape(shape)
 
             outs = self.session.run([t.name for t in self.graph.outputs], {t.name: view(t) for t in self.graph.inputs})
             for t, value in zip(self.graph.outputs, outs, strict=True):
@@ -177,7 +178,7 @@ def fake_tensorrt_module(bundle, *, context_fails: str | None = None, refuse_add
             return self._find(name)[1]
 
         def get_tensor_shape(self, name):
-            return self._find(name)[0].shape
+            return self._find(name)[0].at_batch(1)
 
         def get_tensor_dtype(self, name):
             return {"float32": "f4", "float16": "f2", "uint8": "u1"}[self._find(name)[0].dtype]

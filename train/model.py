@@ -24,8 +24,11 @@ def normalize_uint8_frames(frame: Tensor, valid: Tensor, mean: Tensor, std: Tens
     """In-graph twin of ``esan.runtime.core.letterbox.normalize``: uint8 NHWC ``frame`` and ``valid`` ->
     float32 NCHW ``(x/255 - mean)/std``, zero on the padding. ``mean``/``std``: float32 ``[3]``.
     """
-    x = (frame.to(torch.float32) / 255.0 - mean) / std * valid.to(torch.float32)
-    return x.permute(0, 3, 1, 2)
+    # NCHW first: the per-channel constants then broadcast over contiguous H*W spans, which ONNX Runtime
+    # runs ~10x faster than a broadcast over the last (size-3) axis; the values are bit-identical.
+    x = frame.permute(0, 3, 1, 2).to(torch.float32)
+    m, s, v = mean.view(-1, 1, 1), std.view(-1, 1, 1), valid.permute(0, 3, 1, 2).to(torch.float32)
+    return (x / 255.0 - m) / s * v
 
 
 def window_indices(t: int, n: int, radius: int) -> list[int]:

@@ -8,6 +8,11 @@ Bundles exported with ``--dcn plugin`` hold a custom node only TensorRT can run:
 the TensorRT EP, with our plugin library handed over via ``trt_extra_plugin_lib_paths``.
 The unrolled ``bwd_window`` graph serves exactly ``L+1`` frames for the bundle's ``L``; other
 lengths return ``None`` and the processor falls back to ``cell_bwd`` steps.
+
+Batch: on a bundle with a dynamic batch axis (manifest ``"batch": "dynamic"``) every ``*_batch`` stage is
+one ``session.run``: the streams' arrays are concatenated along dimension 0 (the aligner's windows and
+``bwd_window``'s inputs stream-major, docs/contracts.md), and the outputs are split back into per-stream
+numpy views. Format 1 bundles (static batch 1) run one stream per call (``batched`` is False).
 """
 
 from __future__ import annotations
@@ -139,7 +144,8 @@ class OrtBackend(Backend):
         self._out_names = {g: [t.name for t in s.outputs] for g, s in bundle.graphs.items()}
         cell = {t.name: t for t in bundle.graphs["cell_fwd"].inputs}
         h_spec, c_spec = cell["h"], cell["c"]
-        self._zero = (np.zeros(h_spec.shape, h_spec.dtype), np.zeros(c_spec.shape, c_spec.dtype))
+        self._zero = (np.zeros(h_spec.at_batch(1), h_spec.dtype), np.zeros(c_spec.at_batch(1), c_spec.dtype))
+        self.batched = bundle.batch == "dynamic"  # else: one stream per call (format 1 bundle)
         super().__init__(
             BackendConfig.from_bundle(bundle, providers=self.providers), device=device, precision=bundle.precision
         )
@@ -181,6 +187,47 @@ class OrtBackend(Backend):
     def decode(self, hf: Array, hb: Array) -> np.ndarray:
         out = self._run("decoder", {"hf": hf, "hb": hb})[0]
         return np.ascontiguousarray(out[0, 0], dtype=np.float32)
+
+    # -- batched stages: one session.run for all streams (dynamic-batch bundles) ----------------------
+    def _split(self, arrays: list[np.ndarray], n: int) -> list[list[np.ndarray]]:
+        """Per stream, its row of every output (numpy views)."""
+        return [[a[i:i + 1] for a in arrays] for i in range(n)]
+
+    def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
+        if not self.batched or len(frames) == 1:
+            return super().encode_batch(frames, valid)
+        outs = self._run("encoder", {"frame": frames, "valid": valid})
+        return [dict(zip(self._out_names["encoder"], row, strict=True)) for row in self._split(outs, len(frames))]
+
+    def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
+        if not self.batched or len(windows) == 1:
+            return super().align_batch(windows, refs)
+        feeds = {name: np.concatenate([e[key] for w in windows for e in w]) for name, key in WINDOW_INPUTS.items()}
+        feeds.update({name: np.concatenate([r[name] for r in refs]) for name in REFERENCE_INPUTS})
+        xf, xb = self._run("aligner", feeds)
+        return [(a, b) for a, b in self._split([xf, xb], len(windows))]
+
+    def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
+        check_direction(direction)
+        if not self.batched or len(xs) == 1:
+            return super().step_batch(direction, xs, hs, cs)
+        feeds = {"x": np.concatenate(xs), "h": np.concatenate(hs), "c": np.concatenate(cs)}
+        h, c = self._run(f"cell_{direction}", feeds)
+        return [(a, b) for a, b in self._split([h, c], len(xs))]
+
+    def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
+        if not self.batched or len(xss) == 1:
+            return super().backward_window_batch(xss)
+        if any(len(xs) != self.bundle.lookahead + 1 for xs in xss):
+            return None
+        (hb,) = self._run("bwd_window", {"xs": np.concatenate([x for xs in xss for x in xs])})
+        return [row[0] for row in self._split([hb], len(xss))]
+
+    def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
+        if not self.batched or len(hfs) == 1:
+            return super().decode_batch(hfs, hbs)
+        (maps,) = self._run("decoder", {"hf": np.concatenate(hfs), "hb": np.concatenate(hbs)})
+        return [np.ascontiguousarray(m[0], dtype=np.float32) for m in maps]
 
     def close(self) -> None:
         self.sessions = {}

@@ -6,6 +6,9 @@ state ``c``, the gate sum and its nonlinearities stay fp32, the hidden state ``h
 the decoder runs in fp32 — the same casts as the fp16 ONNX graphs of ``esan.export.graphs``).
 Normalisation is exactly ``esan.runtime.core.letterbox.normalize``: ``(x / 255 - mean) / std`` in fp32,
 then zero on the padding (via the valid mask).
+
+Batch: the ``*_batch`` stages run the model once on the streams' tensors concatenated along dimension 0
+(``torch.cat``; windows stacked to ``[B, K, ...]``) and split the outputs back into per-stream views.
 """
 
 from __future__ import annotations
@@ -120,6 +123,37 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def decode(self, hf: Array, hb: Array) -> np.ndarray:
         return self.model.decode(hf, hb)[0, 0].float().cpu().numpy()
+
+    # -- batched stages: one model call for all streams -------------------------------------------
+    @torch.inference_mode()
+    def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
+        entry = self.encode(frames, valid)
+        return [{k: v[i:i + 1] for k, v in entry.items()} for i in range(len(frames))]
+
+    @torch.inference_mode()
+    def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
+        win = {name: torch.stack([torch.cat([e[name] for e in w]) for w in windows]) for name in WINDOW_INPUTS.values()}
+        xf, xb = self.model.align(win, {name: torch.cat([r[name] for r in refs]) for name in REFERENCE_INPUTS})
+        return list(zip(xf.split(1), xb.split(1), strict=True))
+
+    @torch.inference_mode()
+    def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
+        h, c = self.step(direction, torch.cat(list(xs)), torch.cat(list(hs)), torch.cat(list(cs)))
+        return list(zip(h.split(1), c.split(1), strict=True))
+
+    @torch.inference_mode()
+    def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
+        if len({len(xs) for xs in xss}) != 1:
+            raise ValueError("backward_window_batch needs windows of one length")
+        h, c = (torch.cat([z] * len(xss)) for z in self.zero_state())
+        for k in range(len(xss[0]) - 1, -1, -1):
+            h, c = self.step("bwd", torch.cat([xs[k] for xs in xss]), h, c)
+        return list(h.split(1))
+
+    @torch.inference_mode()
+    def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
+        maps = self.model.decode(torch.cat(list(hfs)), torch.cat(list(hbs)))[:, 0].float().cpu().numpy()
+        return list(maps)
 
     def close(self) -> None:
         self.model = None

@@ -12,6 +12,12 @@ the pool when the processor drops the array (its ring buffer eviction), so stead
 allocates nothing. Ring-buffer entries, ``xf/xb`` and states stay on the GPU; window stacking is a
 device-to-device copy; only the final map is copied to the host. Everything is enqueued on one
 stream, so a recycled buffer is never overwritten before earlier work that reads it.
+
+Batch: engines of a dynamic-batch bundle have one optimisation profile over 1 .. ``max_batch`` streams
+(``export/to_trt.py --max-streams``); single-stream calls set batch 1, the ``*_batch`` stages
+(``esan.runtime.backends.trt_batch``) gather the streams' device arrays into one batch, run the engine
+once per ``max_batch`` streams and scatter the outputs back into per-stream buffers. Engines of format 1
+bundles (static batch 1) run one stream per call.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from esan.runtime.backends import cuda_probe
+from esan.runtime.backends.trt_batch import TrtBatchMixin, batched_shape
 from esan.runtime.core.backend_api import (
     REFERENCE_INPUTS,
     WINDOW_INPUTS,
@@ -37,7 +44,7 @@ from esan.runtime.core.backend_api import (
     State,
     check_direction,
 )
-from esan.runtime.core.bundle import Bundle, check_compatible, load_bundle
+from esan.runtime.core.bundle import Bundle, GraphSpec, check_compatible, load_bundle
 from esan.runtime.core.errors import UserError
 
 INSTALL_HINT = "pip install 'esan-rt[trt]' (tensorrt>=10.1 and cuda-python on a machine with an NVIDIA GPU)"
@@ -152,7 +159,7 @@ class _Pool:
 class _Engine:
     """One deserialized engine, its execution context and its I/O description."""
 
-    def __init__(self, trt: Any, runtime: Any, path: os.PathLike, name: str) -> None:
+    def __init__(self, trt: Any, runtime: Any, path: os.PathLike, name: str, spec: GraphSpec) -> None:
         with open(path, "rb") as fh:
             self.engine = runtime.deserialize_cuda_engine(fh.read())
         if self.engine is None:
@@ -163,13 +170,22 @@ class _Engine:
                 f"TensorRT could not create an execution context for {name} (out of GPU memory?): free GPU memory "
                 "(other processes: nvidia-smi) or export a smaller --input-size"
             )
+        # shapes for one stream (a dynamic batch dimension resolved from the manifest), dtypes
         self.inputs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self.outputs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self.dynamic, self.max_batch = False, 1
+        specs = {t.name: t for t in spec.inputs + spec.outputs}
         for i in range(self.engine.num_io_tensors):
             tname = self.engine.get_tensor_name(i)
-            desc = (tuple(self.engine.get_tensor_shape(tname)), _np_dtype(trt, self.engine.get_tensor_dtype(tname)))
+            shape = tuple(self.engine.get_tensor_shape(tname))
+            if any(d < 0 for d in shape):
+                self.dynamic, shape = True, specs[tname].at_batch(1)
+            desc = (shape, _np_dtype(trt, self.engine.get_tensor_dtype(tname)))
             is_input = self.engine.get_tensor_mode(tname) == trt.TensorIOMode.INPUT
             (self.inputs if is_input else self.outputs)[tname] = desc
+        if self.dynamic:  # streams per call: the profile's largest dimension 0 over one stream's rows
+            self.max_batch = min(int(self.engine.get_tensor_profile_shape(n, 0)[2][0]) // shape[0]
+                                 for n, (shape, _) in self.inputs.items())  # fmt: skip
 
 
 def _np_dtype(trt: Any, dtype: Any) -> np.dtype:
@@ -181,7 +197,7 @@ def _np_dtype(trt: Any, dtype: Any) -> np.dtype:
     raise UserError(f"unsupported TensorRT tensor dtype {dtype}")
 
 
-class TrtBackend(Backend):
+class TrtBackend(TrtBatchMixin, Backend):
     """Runs the bundle's TensorRT engines (see the module docstring)."""
 
     name = "trt"
@@ -219,7 +235,9 @@ class TrtBackend(Backend):
                 except (FileNotFoundError, RuntimeError) as exc:
                     raise UserError(str(exc)) from exc
             self._runtime = trt.Runtime(self._logger)
-            self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g) for g in bundle.graphs}
+            self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g, spec)
+                            for g, spec in bundle.graphs.items()}  # fmt: skip
+            self.max_batch = min(e.max_batch for e in self.engines.values())
             # inputs the processor does not hold on the device: one persistent buffer each
             self._staging = {
                 (g, n): self.pool.get(*desc)
@@ -235,12 +253,16 @@ class TrtBackend(Backend):
             BackendConfig.from_bundle(bundle, tensorrt=str(trt.__version__)), device=device, precision=bundle.precision
         )
 
-    def _run(self, graph: str, inputs: dict[str, DeviceArray]) -> dict[str, DeviceArray]:
+    def _run(self, graph: str, inputs: dict[str, DeviceArray], batch: int = 1) -> dict[str, DeviceArray]:
         eng = self.engines[graph]
-        if graph == "decoder":  # the map has one persistent buffer (copied to the host right away)
+        if graph == "decoder" and batch == 1:  # the map has one persistent buffer (copied to the host right away)
             outs = {"map": self._map}
         else:  # everything else may be cached by the processor: fresh buffers from the pool
-            outs = {name: self.pool.get(*desc) for name, desc in eng.outputs.items()}
+            outs = {name: self.pool.get(batched_shape(shape, batch), dt) for name, (shape, dt) in eng.outputs.items()}
+        if eng.dynamic:
+            for name, arr in inputs.items():
+                if not eng.context.set_input_shape(name, arr.shape):
+                    raise RuntimeError(f"TensorRT refused shape {arr.shape} for {graph}:{name} (outside the profile?)")
         for name, arr in {**inputs, **outs}.items():
             if not eng.context.set_tensor_address(name, arr.ptr):
                 raise RuntimeError(f"TensorRT refused the device address of {graph}:{name} (see its log above)")

@@ -32,9 +32,12 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="where the ort/trt benchmark exports (and reuses) its graphs (default: OUT/bundles)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and frames (default: 0)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--streams", metavar="N,N,...",
+                   help="also measure, per stream count N (e.g. 1,2,4,8), the batched multi-stream scheduler vs "
+                        "N independent single-stream processors on the same frames (--frames rounds each)")
     serve = p.add_argument_group("through a Triton server (esan-rt serve)")
     serve.add_argument("--server", action="append", metavar="HOST:PORT",
-                       help="load-generate against this server's gRPC port instead (repeat to shard streams)")
-    serve.add_argument("--streams", default="1,2,4,8", metavar="N,N,...", help="stream counts (default: 1,2,4,8)")
+                       help="load-generate against this server's gRPC port instead, --streams counts (default "
+                            "1,2,4,8); repeat to shard streams")
     serve.add_argument("--bundle", metavar="DIR", help="the bundle the server runs, for the in-process figures")
     serve.add_argument("--source", metavar="PATH", help="video or folder to replay (default: the generated demo clip)")

@@ -18,6 +18,11 @@ version or for another GPU compute capability.
 
 Manifest notes beyond the contract: ``plugin`` is ``null`` for ``dcn == "standard"``; ``checks``
 entries also hold per-output numbers under ``outputs``; ``engines.files`` maps graph -> {file, sha256}.
+
+Batch: format 2 bundles say ``"batch": "dynamic"`` and give dimension 0 of every tensor symbolically,
+``"batch"`` (one row per stream) or ``"K*batch"`` (K rows per stream, stream-major: the aligner's window
+and the ``bwd_window`` input); ``TensorSpec.rows`` and ``TensorSpec.at_batch`` read it. Format 1 bundles
+(``batch`` absent) have static batch-1 shapes: backends run them one stream per call.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from typing import Any
 from esan.runtime.core.errors import UserError
 
 FORMAT = "esan-rt-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: dynamic batch axis ("batch": "dynamic"); 1: static batch 1 (still read)
+BATCH_DIM = "batch"
 MANIFEST = "manifest.json"
 GRAPH_NAMES = ("encoder", "aligner", "cell_fwd", "cell_bwd", "bwd_window", "decoder")
 PRECISIONS = ("fp32", "fp16")
@@ -44,8 +50,23 @@ BACKENDS_TRT = ("trt", "tensorrt")
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | str, ...]  # dimension 0 may be symbolic: "batch" or "K*batch" (format 2)
     dtype: str  # numpy name: uint8, float32, float16
+
+    @property
+    def rows(self) -> int:
+        """Rows of dimension 0 per stream (``K`` for ``"K*batch"``, 1 for ``"batch"``; static: the dimension)."""
+        return batch_rows(self.shape[0]) if self.shape else 1
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.shape) and isinstance(self.shape[0], str)
+
+    def at_batch(self, batch: int) -> tuple[int, ...]:
+        """The concrete shape for ``batch`` streams (a static shape is returned as it is)."""
+        if not self.dynamic:
+            return tuple(int(d) for d in self.shape)
+        return (self.rows * int(batch), *(int(d) for d in self.shape[1:]))
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,7 @@ class Engines:
     gpu: str
     compute_capability: str
     files: dict[str, Path]
+    max_batch: int = 1  # streams one engine call serves (the optimisation profile's maximum)
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,7 @@ class Bundle:
     opset: int
     graphs: dict[str, GraphSpec]
     engines: Engines | None
+    batch: int | str = 1  # "dynamic": one call serves any number of streams; 1: one stream per call
     normalization: dict[str, Any] = field(default_factory=dict)
     fp32_parts: tuple[str, ...] = ()
     checks: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +142,16 @@ def to_trt_command(bundle: Bundle) -> str:
     )
 
 
+def batch_rows(dim: int | str) -> int:
+    """Rows per stream of a dimension 0: ``"batch"`` -> 1, ``"K*batch"`` -> K, a static int -> itself."""
+    if isinstance(dim, int):
+        return dim
+    head, _, tail = str(dim).replace(" ", "").rpartition("*")
+    if tail != BATCH_DIM or (head and not head.isdigit()) or (head and int(head) < 1):
+        raise ValueError(f"symbolic dimension {dim!r} is neither 'batch' nor 'K*batch'")
+    return int(head) if head else 1
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -127,15 +160,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _tensors(items: Any, where: str, fail) -> tuple[TensorSpec, ...]:
+def _dims(raw: Any) -> tuple[int | str, ...]:
+    """A manifest shape: integers, dimension 0 possibly symbolic (``ValueError``/``TypeError`` otherwise)."""
+    dims = list(raw)
+    head = dims[:1] if dims and isinstance(dims[0], str) and batch_rows(dims[0]) else []
+    return (*head, *(int(d) for d in dims[len(head):]))
+
+
+def _tensors(items: Any, where: str, fail, dynamic: bool) -> tuple[TensorSpec, ...]:
     if not isinstance(items, list) or not items:
         fail(f"{where} must be a non-empty list")
     out = []
     for t in items:
         try:
-            spec = TensorSpec(str(t["name"]), tuple(int(d) for d in t["shape"]), str(t["dtype"]))
+            spec = TensorSpec(str(t["name"]), _dims(t["shape"]), str(t["dtype"]))
         except (KeyError, TypeError, ValueError):
             fail(f"{where} has a malformed tensor entry {t!r}")
+        if spec.dynamic != dynamic:
+            fail(f"{where}: tensor {spec.name} has shape {list(spec.shape)}, but the manifest says batch "
+                 f"{'dynamic' if dynamic else 1}")
         if spec.dtype not in DTYPES:
             fail(f"{where}: tensor {spec.name} has unknown dtype {spec.dtype!r}")
         out.append(spec)
@@ -184,6 +227,9 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         fail(f"unknown dcn mode {dcn!r}")
     if lookahead < 0 or radius < 0:
         fail(f"bad lookahead {lookahead} or radius {radius}")
+    batch = man.get("batch", 1)
+    if batch not in (1, "dynamic"):
+        fail(f"unknown batch {batch!r} (1 or 'dynamic')")
     missing = [g for g in GRAPH_NAMES if g not in raw_graphs]
     if missing:
         fail(f"graphs {missing} are missing from {MANIFEST}")
@@ -197,8 +243,8 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
             fail(f"graph file {g['file']} is missing")
         if verify_hashes and sha256_file(file) != g["sha256"]:
             fail(f"graph file {g['file']} does not match its sha256 (modified or truncated)")
-        ins = _tensors(g.get("inputs"), f"graph {name} inputs", fail)
-        outs = _tensors(g.get("outputs"), f"graph {name} outputs", fail)
+        ins = _tensors(g.get("inputs"), f"graph {name} inputs", fail, batch == "dynamic")
+        outs = _tensors(g.get("outputs"), f"graph {name} outputs", fail, batch == "dynamic")
         graphs[name] = GraphSpec(name, file, g["sha256"], ins, outs)
     engines = None
     raw_eng = man.get("engines")
@@ -217,6 +263,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
             str(raw_eng.get("gpu", "")),
             str(raw_eng.get("compute_capability", "")),
             files,
+            int(raw_eng.get("max_batch") or 1),
         )
     return Bundle(
         root=root,
@@ -230,6 +277,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         opset=opset,
         graphs=graphs,
         engines=engines,
+        batch=batch,
         normalization=dict(man.get("normalization") or {}),
         fp32_parts=tuple(man.get("fp32_parts") or ()),
         checks=dict(man.get("checks") or {}),

@@ -1,6 +1,7 @@
 """Where cached bundles live: ``$ESAN_CACHE_DIR/<key>/`` (default ``~/.cache/esan-rt/bundles/<key>/``).
 
-``key = <checkpoint sha256[:16]>-L<lookahead>-<precision>-<dcn>``; ``esan.export.bundle_cache`` fills it.
+``key = <checkpoint sha256[:16]>-L<lookahead>-<precision>-<dcn>-f<bundle format version>``; ``esan.export.bundle_cache``
+fills it. The format tag keeps a newer esan-rt from reusing an older bundle layout (format 1: static batch 1).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from esan.runtime.core.bundle import sha256_file
+from esan.runtime.core.bundle import FORMAT_VERSION, sha256_file
 
 ENV_VAR = "ESAN_CACHE_DIR"
 
@@ -20,4 +21,4 @@ def cache_root() -> Path:
 
 
 def bundle_key(checkpoint: str | os.PathLike, lookahead: int, precision: str = "fp32", dcn: str = "standard") -> str:
-    return f"{sha256_file(checkpoint)[:16]}-L{int(lookahead)}-{precision}-{dcn}"
+    return f"{sha256_file(checkpoint)[:16]}-L{int(lookahead)}-{precision}-{dcn}-f{FORMAT_VERSION}"
