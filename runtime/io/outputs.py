@@ -22,7 +22,7 @@ import numpy as np
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import check_writable_dir
 from esan.runtime.io.display import TiledDisplay, display_available
-from esan.runtime.io.overlay import blend, frame_levels
+from esan.runtime.io.overlay import frame_map_u8, overlay
 from esan.runtime.io.report import LatencyLog
 
 MAP_FORMATS = ("npy", "png")
@@ -169,16 +169,11 @@ class Outputs:
 
     def write(self, result: Any, image: np.ndarray, log: LatencyLog) -> None:
         """Write one result (``image`` is the original RGB frame): map file, overlay video, window tile."""
-        png_maps = bool(self.opts.maps) and self.opts.maps_format == "png"
-        absolute = level = None
-        if png_maps or self.needs_overlay:  # the map on the frame, resized once for both
-            absolute, level = frame_levels(result.saliency, result.box, image.shape[:2],
-                                           absolute=png_maps, display=self.needs_overlay)
         if self.opts.maps:
-            self._write_map(result, absolute)
+            self._write_map(result, image.shape[:2])
         if not self.needs_overlay:
             return
-        canvas = blend(image, level)
+        canvas = overlay(image, result.saliency, result.box)
         if self.opts.video:
             self._write_video(canvas)
         if self.display is not None:
@@ -186,12 +181,12 @@ class Outputs:
             self.display.publish(self.stream_id, canvas, f"#{self.stream_id} {log.recent_fps():5.1f} fps  "
                                  f"latency {lat:6.1f} ms  frame {result.index}")
 
-    def _write_map(self, result: Any, absolute_u8: np.ndarray | None) -> None:
+    def _write_map(self, result: Any, frame_hw: tuple[int, int]) -> None:
         """npy: the model-size map; png: the map on the original frame, 8-bit."""
         stem = self.opts.maps / f"{int(result.index):06d}"
         if self.opts.maps_format == "npy":
             np.save(f"{stem}.npy", np.asarray(result.saliency, np.float32))
-        elif not cv2.imwrite(f"{stem}.png", absolute_u8, PNG_PARAMS):
+        elif not cv2.imwrite(f"{stem}.png", frame_map_u8(result.saliency, result.box, frame_hw), PNG_PARAMS):
             raise UserError(f"could not write {stem}.png")
         self.maps_written += 1
 

@@ -110,6 +110,7 @@ class Pipeline:
         self._interrupted = False
         self._abort = False
         self._error: BaseException | None = None
+        self._computed = threading.Event()  # set when the compute thread ends (see _supervise)
         self.rounds = 0
 
     # -- control (any thread) --------------------------------------------------------------------
@@ -138,22 +139,26 @@ class Pipeline:
         return summary
 
     def _supervise(self, compute: threading.Thread) -> None:
-        """Wait for the compute thread; pump the window; Ctrl-C stops cleanly (twice: without the flush)."""
+        """Wait for the compute thread; pump the window; Ctrl-C stops cleanly (twice: without the flush).
+
+        Waits on an event, not ``Thread.join``: a Ctrl-C landing inside ``join`` can leave the thread
+        marked as stopped while it still runs (CPython < 3.13), and the flush would be lost.
+        """
         hits = 0
-        while compute.is_alive():
+        while not self._computed.is_set():
             try:
                 if self.display is not None and not self.display.pump():
                     self.stop("quit by the user")
-                compute.join(PUMP_S if self.display is not None else 0.1)
+                self._computed.wait(PUMP_S if self.display is not None else 0.1)
             except KeyboardInterrupt:
                 hits += 1
                 self.stop(INTERRUPTED, interrupted=True, abort=hits > 1)
 
     def _shutdown(self, compute: threading.Thread) -> None:
         """Writers drained and closed, sources released, window closed, plots drawn."""
-        if compute.is_alive():  # the supervisor itself failed: stop without flushing
+        if not self._computed.is_set():  # the supervisor itself failed: stop without flushing
             self.stop("stopped", abort=True)
-            compute.join(5.0)
+            self._computed.wait(5.0)
         for lane in self.lanes:
             if lane.state != CLOSED:
                 lane.writer.close()
@@ -208,6 +213,8 @@ class Pipeline:
                     lane.state = CLOSED
                     lane.source.request_stop()
                     lane.writer.close()
+        finally:
+            self._computed.set()
 
     def _round(self) -> bool:
         """Admit frames, run one scheduler round, hand the maps to the writers; False when every stream is done."""

@@ -48,6 +48,7 @@ class OutputWriter:
         self._busy = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._done = threading.Event()  # not Thread.is_alive(): a Ctrl-C inside Thread.join can corrupt it
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -83,8 +84,7 @@ class OutputWriter:
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True once it has finished (queue drained, outputs closed)."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._done.wait(timeout)
 
     def _next(self) -> Job | None:
         with self._cond:
@@ -119,5 +119,6 @@ class OutputWriter:
                 self.outputs.finish()
             except Exception as exc:
                 self.error = self.error or f"{type(exc).__name__}: {exc}"
+            self._done.set()
             if self._wake is not None:
                 self._wake.set()
