@@ -33,6 +33,9 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("ort", "trt", "torch"), default="ort",
                    help="inference backend (default: ort = ONNX Runtime)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of the inference library (ONNX Runtime intra-op, torch); default: its own "
+                        "(all cores). 1 leaves the other cores to capture and output threads")
     p.add_argument("--lookahead", type=int, default=8, metavar="L",
                    help="future frames the backward pass sees; delay = L + T frames (default: 8)")
     p.add_argument("--backward-chunk", type=int, default=1, metavar="C",

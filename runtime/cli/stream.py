@@ -74,7 +74,7 @@ def check_bundle(path: Path, backend: str, lookahead: int) -> Any:
 
 
 def _open_backend(backend: str, *, checkpoint: str | None, bundle: str | None, device: str, lookahead: int,
-                  precision: str | None) -> Any:  # fmt: skip
+                  precision: str | None, threads: int | None = None) -> Any:  # fmt: skip
     """The backend, with every compatibility check done (one ``UserError`` line on failure)."""
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -87,7 +87,7 @@ def _open_backend(backend: str, *, checkpoint: str | None, bundle: str | None, d
     from esan.runtime.backends import open_backend
 
     return open_backend(backend, bundle_dir=bundle_dir, checkpoint=None if bundle_dir else checkpoint,
-                        device=device, lookahead=lookahead, precision=precision)
+                        device=device, lookahead=lookahead, precision=precision, threads=threads)
 
 
 def open_scheduler(
@@ -99,6 +99,7 @@ def open_scheduler(
     lookahead: int = 8,
     backward_chunk: int = 1,
     precision: str | None = None,
+    threads: int | None = None,
     single: bool = False,
 ) -> Any:
     """A ready ``MultiStreamScheduler`` (any number of streams) for the given backend.
@@ -106,7 +107,7 @@ def open_scheduler(
     ``single``: a ``StreamProcessor`` instead (one stream, ``push``/``finish``; the N = 1 case).
     """
     be = _open_backend(backend, checkpoint=checkpoint, bundle=bundle, device=device, lookahead=lookahead,
-                       precision=precision)
+                       precision=precision, threads=threads)
     from esan.runtime.core.processor import StreamProcessor
     from esan.runtime.core.scheduler import MultiStreamScheduler
 
@@ -134,6 +135,7 @@ def stream_meta(args: argparse.Namespace, source: FrameSource, scheduler: Any, s
         "device": str(getattr(be, "device", getattr(args, "device", "cpu"))), "lookahead": scheduler.lookahead,
         "backward_chunk": scheduler.backward_chunk, "radius": scheduler.radius,
         "delay_frames": scheduler.delay_frames, "max_batch_wait_ms": getattr(args, "max_batch_wait_ms", 0.0),
+        "threads": getattr(args, "threads", None),
     }
     if stream is not None:
         meta["stream"] = stream
@@ -148,7 +150,7 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
 
 def validate(args: argparse.Namespace) -> None:
     for name, low in (("lookahead", 0), ("backward_chunk", 1), ("queue_size", 1), ("max_frames", 1),
-                      ("max_batch_wait_ms", 0)):  # fmt: skip
+                      ("max_batch_wait_ms", 0), ("threads", 1)):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None and value < low:
             raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
@@ -214,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         scheduler = open_scheduler(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
                                    device=args.device, lookahead=args.lookahead,
-                                   backward_chunk=args.backward_chunk, precision=args.precision)
+                                   backward_chunk=args.backward_chunk, precision=args.precision,
+                                   threads=args.threads)
     except BaseException:
         for src in sources:
             src.stop()

@@ -22,7 +22,7 @@ import numpy as np
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import check_writable_dir
 from esan.runtime.io.display import TiledDisplay, display_available
-from esan.runtime.io.overlay import frame_map_u8, overlay
+from esan.runtime.io.overlay import Renderer
 from esan.runtime.io.report import LatencyLog
 
 MAP_FORMATS = ("npy", "png")
@@ -157,6 +157,7 @@ class Outputs:
         self.notes: list[str] = []
         self._writer: cv2.VideoWriter | None = None
         self._video_size: tuple[int, int] | None = None
+        self.renderer = Renderer()
         self.maps_written = 0
         self.video_frames = 0
         self.finished = False
@@ -173,12 +174,12 @@ class Outputs:
             self._write_map(result, image.shape[:2])
         if not self.needs_overlay:
             return
-        canvas = overlay(image, result.saliency, result.box)
+        canvas = self.renderer.overlay(image, result.saliency, result.box)
         if self.opts.video:
             self._write_video(canvas)
         if self.display is not None:
             lat = (log.e2e_ms if self.live else log.processing_ms)[-1] if len(log) else 0.0
-            self.display.publish(self.stream_id, canvas, f"#{self.stream_id} {log.recent_fps():5.1f} fps  "
+            self.display.publish(self.stream_id, canvas.copy(), f"#{self.stream_id} {log.recent_fps():5.1f} fps  "
                                  f"latency {lat:6.1f} ms  frame {result.index}")
 
     def _write_map(self, result: Any, frame_hw: tuple[int, int]) -> None:
@@ -186,7 +187,7 @@ class Outputs:
         stem = self.opts.maps / f"{int(result.index):06d}"
         if self.opts.maps_format == "npy":
             np.save(f"{stem}.npy", np.asarray(result.saliency, np.float32))
-        elif not cv2.imwrite(f"{stem}.png", frame_map_u8(result.saliency, result.box, frame_hw), PNG_PARAMS):
+        elif not cv2.imwrite(f"{stem}.png", self.renderer.map_u8(result.saliency, result.box, frame_hw), PNG_PARAMS):
             raise UserError(f"could not write {stem}.png")
         self.maps_written += 1
 

@@ -25,7 +25,7 @@ from esan.runtime.core.version import package_version, utc_now
 
 PERCENTILES = (50, 95, 99)
 RUN_KEYS = ("backend", "precision", "device", "lookahead", "backward_chunk", "radius", "delay_frames",
-            "max_batch_wait_ms")  # fmt: skip
+            "max_batch_wait_ms", "threads")  # fmt: skip
 STREAM_KEYS = ("source", "source_kind", "source_fps", "realtime")
 BASIS = {
     "end_to_end": "capture -> map (live source: includes the algorithmic delay at the source's frame rate)",

@@ -222,12 +222,15 @@ class FrameSource:
 
 # -- concrete sources -----------------------------------------------------------------------------
 def _capture_reader(cap: cv2.VideoCapture, what: str, live: bool) -> Reader:
+    buf: list[np.ndarray] = []  # the decoder's BGR frame, reused (only the RGB copy travels on)
+
     def read() -> np.ndarray | None:
-        ok, bgr = cap.read()
+        ok, bgr = cap.read(buf[0]) if buf else cap.read()
         if not ok or bgr is None:
             if live:
                 raise SourceEnded(f"{what} stopped delivering frames (disconnected?)")
             return None
+        buf[:] = [bgr]
         return _to_rgb(bgr)
 
     return read
