@@ -187,7 +187,7 @@ class FakeCapture:
     def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
         return True
 
-    def read(self) -> tuple[bool, np.ndarray | None]:
+    def read(self, image: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
         self.n += 1
         return (True, np.full((24, 32, 3), self.n, np.uint8)) if self.n <= self.frames else (False, None)
 
