@@ -14,6 +14,7 @@ import pytest
 from fakes import FakeScheduler, counter_reader
 
 from esan.runtime.core.errors import UserError
+from esan.runtime.io.latency_log import LatencyLog
 from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs, stream_options
 from esan.runtime.io.pipeline import Pipeline
 from esan.runtime.io.sources import FrameSource, SourceEnded
@@ -182,8 +183,11 @@ def test_ctrl_c_in_the_main_thread_flushes_every_stream(tmp_path: Path) -> None:
     lanes = [(src, outputs(tmp_path, i, video=tmp_path / f"v{i}.mp4")) for i, src in enumerate(sources)]
     timer = threading.Timer(0.5, _thread.interrupt_main)
     timer.start()
-    run = Pipeline(FakeScheduler(delay=3), lanes, report=tmp_path / "r.json").run()
-    timer.join()
+    try:
+        run = Pipeline(FakeScheduler(delay=3), lanes, report=tmp_path / "r.json").run()
+    finally:
+        timer.cancel()  # never interrupt pytest itself if the run ended early
+        timer.join()
     assert run.interrupted and all(s.stop_reason == "interrupted (Ctrl-C)" for s in run.streams)
     for i, s in enumerate(run.streams):
         assert s.frames == s.frames_pushed > 0  # the frames waiting for their lookahead were flushed
@@ -203,3 +207,21 @@ def test_stream_paths(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=rf"{flag} .*must contain \{{stream\}}"):
             check_outputs(OutputOptions(**bad), streams=2)
     assert len(check_outputs(OutputOptions(**{"video": tmp_path / "v.mp4"}), streams=1)) == 1
+
+
+def test_latency_log_keeps_the_last_maps_in_bounded_memory() -> None:
+    log = LatencyLog(capacity=5)
+    records = [log.add(i, captured_s=10.0 + i, ready_s=10.5 + i, timings_ms={"encode": float(i)},
+                       pushed_s=10.25 + i) for i in range(12)]  # fmt: skip
+    log.set_output(records[3], 99.0)  # overwritten long ago: ignored
+    log.set_output(records[10], 7.0)
+    assert len(log) == 12 and log.retained == 5 and records == list(range(12))
+    assert log.index.tolist() == [7, 8, 9, 10, 11]
+    assert np.allclose(log.e2e_ms, 500.0) and np.allclose(log.processing_ms, 250.0)
+    assert log.stage("encode").tolist() == [7.0, 8.0, 9.0, 10.0, 11.0]
+    assert log.output_ms.tolist() == [7.0] and log.latest(end_to_end=False) == pytest.approx(250.0)
+    assert log.fps() == pytest.approx(12 / 11.5) and set(log.stage_names()) == {"encode", "output"}
+    before = log._stages.nbytes
+    for i in range(12, 1000):
+        log.add(i, 10.0 + i, 10.5 + i, {"encode": 1.0, "total": 2.0})
+    assert log._stages.shape[0] == 5 and log._stages.nbytes <= before * 2  # one new column, no new rows

@@ -178,7 +178,7 @@ class Outputs:
         if self.opts.video:
             self._write_video(canvas)
         if self.display is not None:
-            lat = (log.e2e_ms if self.live else log.processing_ms)[-1] if len(log) else 0.0
+            lat = log.latest(end_to_end=self.live)
             self.display.publish(self.stream_id, canvas.copy(), f"#{self.stream_id} {log.recent_fps():5.1f} fps  "
                                  f"latency {lat:6.1f} ms  frame {result.index}")
 

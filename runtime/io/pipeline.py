@@ -243,9 +243,9 @@ class Pipeline:
         for r in results:
             lane = self._by_sid[r.stream_id]
             frame: Frame = r.payload
-            timing = lane.log.add(r.index, frame.timestamp, ready, getattr(r, "timings_ms", None), lane.last_event_s)
+            record = lane.log.add(r.index, frame.timestamp, ready, getattr(r, "timings_ms", None), lane.last_event_s)
             lane.summary.frames += 1
-            lane.writer.put(Job(r, frame, timing))
+            lane.writer.put(Job(r, frame, record))
         open_streams = set(self.scheduler.streams)
         for lane in self.lanes:
             lane.pending = False

@@ -35,12 +35,11 @@ def save_latency_plot(log: LatencyLog, path: str | os.PathLike, title: str = "",
         ax1.plot(t, log.e2e_ms, lw=1, label="end-to-end (capture -> map)")
     else:
         ax1.plot(t, log.processing_ms, lw=1, label="processing (push -> map)")
-    compute = [d.get("total", sum(v for k, v in d.items() if k != "output")) for d in log.stages_ms]
-    if any(compute):
+    compute = log.stage("total")
+    if not np.all(np.isnan(compute)):
         ax1.plot(t, compute, lw=1, alpha=0.7, label="compute of the producing round")
-    output = [d.get("output", np.nan) for d in log.stages_ms]
-    if log.output_ms:
-        ax1.plot(t, output, lw=1, alpha=0.7, label="output stage (writer thread)")
+    if log.output_ms.size:
+        ax1.plot(t, log.stage("output"), lw=1, alpha=0.7, label="output stage (writer thread)")
     ax1.set_xlabel("time since first frame (s)")
     ax1.set_ylabel("latency (ms)")
     ax1.set_title("per-frame latency")

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from esan.runtime.core.fsutil import atomic_write_text
 from esan.runtime.core.version import package_version, utc_now
+from esan.runtime.io.latency_log import LatencyLog, percentiles
 
-PERCENTILES = (50, 95, 99)
+__all__ = ["LatencyLog", "build_report", "percentiles", "write_report"]
+
 RUN_KEYS = ("backend", "precision", "device", "lookahead", "backward_chunk", "radius", "delay_frames",
             "max_batch_wait_ms", "threads")  # fmt: skip
 STREAM_KEYS = ("source", "source_kind", "source_fps", "realtime")
@@ -32,72 +33,6 @@ BASIS = {
     "processing": "push -> map (file read as fast as possible: the algorithmic delay is delay_frames, "
                   "add delay_frames / fps for a live source; capture -> map would be queueing time)",
 }
-
-
-def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
-    """``{"p50", "p95", "p99", "mean", "max"}`` in the values' unit (``None`` when empty)."""
-    v = np.asarray(values, np.float64)
-    if v.size == 0:
-        return {**{f"p{p}": None for p in PERCENTILES}, "mean": None, "max": None}
-    out: dict[str, float | None] = {f"p{p}": round(float(np.percentile(v, p)), 3) for p in PERCENTILES}
-    out["mean"] = round(float(v.mean()), 3)
-    out["max"] = round(float(v.max()), 3)
-    return out
-
-
-@dataclass
-class LatencyLog:
-    """Per-map timings of one stream: end to end, processing, the producing round's stages, the output stage.
-
-    ``stages_ms[i]`` is filled by the compute thread; its ``"output"`` entry later by the stream's writer.
-    """
-
-    index: list[int] = field(default_factory=list)
-    ready_s: list[float] = field(default_factory=list)
-    e2e_ms: list[float] = field(default_factory=list)
-    processing_ms: list[float] = field(default_factory=list)
-    stages_ms: list[dict[str, float]] = field(default_factory=list)
-    start_s: float | None = None
-
-    def add(self, index: int, captured_s: float, ready_s: float, timings_ms: dict[str, float] | None,
-            pushed_s: float | None = None) -> dict[str, float]:  # fmt: skip
-        """Record one map; returns its per-stage dict (the writer adds ``"output"`` to it)."""
-        if self.start_s is None:
-            self.start_s = captured_s
-        self.index.append(int(index))
-        self.ready_s.append(ready_s)
-        self.e2e_ms.append((ready_s - captured_s) * 1000.0)
-        self.processing_ms.append((ready_s - (captured_s if pushed_s is None else pushed_s)) * 1000.0)
-        stages = {k: float(v) for k, v in (timings_ms or {}).items()}
-        self.stages_ms.append(stages)
-        return stages
-
-    def __len__(self) -> int:
-        return len(self.e2e_ms)
-
-    @property
-    def output_ms(self) -> list[float]:
-        return [d["output"] for d in self.stages_ms if "output" in d]
-
-    def stage_names(self) -> list[str]:
-        names: dict[str, None] = {}
-        for d in self.stages_ms:
-            names.update(dict.fromkeys(d))
-        return list(names)
-
-    def stage_stats(self) -> dict[str, dict[str, float | None]]:
-        return {s: percentiles([d[s] for d in self.stages_ms if s in d]) for s in self.stage_names()}
-
-    def fps(self) -> float:
-        """Throughput: maps per second from the first capture to the last map."""
-        if len(self) == 0 or self.start_s is None:
-            return 0.0
-        span = self.ready_s[-1] - self.start_s
-        return len(self) / span if span > 0 else 0.0
-
-    def recent_fps(self, window: int = 30) -> float:
-        r = self.ready_s[-window:]
-        return (len(r) - 1) / (r[-1] - r[0]) if len(r) > 1 and r[-1] > r[0] else 0.0
 
 
 def latency_basis(live: bool) -> str:
@@ -132,23 +67,27 @@ def stream_section(log: LatencyLog, summary: dict[str, Any], meta: dict[str, Any
         "source_error": summary.get("source_error"),
         "interrupted": bool(summary.get("interrupted", False)),
         "outputs": meta.get("outputs", {}),
-        "per_frame": {
-            "index": log.index,
-            "processing_ms": [round(v, 3) for v in log.processing_ms],
-            "end_to_end_ms": [round(v, 3) for v in log.e2e_ms] if live else None,
-            "output_ms": [round(d["output"], 3) if "output" in d else None for d in log.stages_ms],
+        "per_frame": {  # the last log.capacity maps
+            "index": log.index.tolist(),
+            "processing_ms": _rounded(log.processing_ms),
+            "end_to_end_ms": _rounded(log.e2e_ms) if live else None,
+            "output_ms": _rounded(log.stage("output")),
         },
     }
+
+
+def _rounded(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else round(float(v), 3) for v in values]
 
 
 def aggregate_section(logs: list[LatencyLog], sections: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals over the streams: maps, drops, aggregate throughput, latency percentiles over every map."""
     starts = [lg.start_s for lg in logs if lg.start_s is not None]
-    ends = [lg.ready_s[-1] for lg in logs if len(lg)]
+    ends = [float(lg.ready_s[-1]) for lg in logs if len(lg)]
     frames = sum(len(lg) for lg in logs)
     span = max(ends) - min(starts) if starts and ends else 0.0
     live = [lg for lg, s in zip(logs, sections, strict=True) if s["live"]]
-    cat = lambda name, src: [v for lg in src for v in getattr(lg, name)]  # noqa: E731
+    cat = lambda name, src: np.concatenate([getattr(lg, name) for lg in src])  # noqa: E731
     return {
         "streams": len(logs),
         "frames": frames,

@@ -2,7 +2,7 @@
 
 The compute thread only appends (``put`` never blocks); it keeps the queue bounded by admitting no
 new frame of a stream whose writer is ``full`` (backpressure: a file source then waits, a live source
-drops its own oldest frames). Each map's output time is recorded in its log entry as ``"output"``.
+drops its own oldest frames). Each map's output time is recorded in the stream's log (``"output"``).
 A failing write (disk full, ...) is kept in ``error``; the pipeline then ends that stream only, and
 the writer discards what is still queued for it.
 """
@@ -26,7 +26,7 @@ DEFAULT_CAPACITY = 8
 class Job:
     result: Any
     frame: Frame
-    timing: dict[str, float]  # the map's entry in the stream's LatencyLog
+    record: int  # the map's record in the stream's LatencyLog
 
 
 class OutputWriter:
@@ -102,7 +102,7 @@ class OutputWriter:
                     if self.error is None:
                         t0 = time.perf_counter()
                         self.outputs.write(job.result, job.frame.image, self.log)
-                        job.timing["output"] = (time.perf_counter() - t0) * 1000.0
+                        self.log.set_output(job.record, (time.perf_counter() - t0) * 1000.0)
                         self.written += 1
                     else:
                         self.discarded += 1
