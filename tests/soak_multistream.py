@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -74,6 +75,7 @@ def main() -> int:
     ap.add_argument("--max-growth-mb", type=float, default=20.0)
     ap.add_argument("--max-drift", type=float, default=1.5)
     ap.add_argument("--out", type=Path, help="write the results as JSON")
+    ap.add_argument("--keep", action="store_true", help="keep the maps and videos (default: deleted at the end)")
     args = ap.parse_args()
 
     from esan.export.bundle_cache import ensure_bundle
@@ -146,7 +148,10 @@ def main() -> int:
               f"on disk), scheduler memory peak {st['memory']['scheduler_peak_bytes'] / 1024:.0f} KiB last "
               f"{st['memory']['scheduler_last_bytes'] / 1024:.0f} KiB, processing p50 {p['first_p50']} -> "
               f"{p['last_p50']} ms (drift {p['drift_ms_per_1000_frames']} ms/1000 frames)")
-    print(f"maps and videos in {tmp}")
+    if args.keep:
+        print(f"maps and videos in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0 if result["ok"] else 1
 
 
