@@ -225,3 +225,47 @@ def test_latency_log_keeps_the_last_maps_in_bounded_memory() -> None:
     for i in range(12, 1000):
         log.add(i, 10.0 + i, 10.5 + i, {"encode": 1.0, "total": 2.0})
     assert log._stages.shape[0] == 5 and log._stages.nbytes <= before * 2  # one new column, no new rows
+
+
+class FakeDisplay:
+    """Stands in for the ``--show`` window: the quit key is 'pressed' once both streams have shown a frame."""
+
+    def __init__(self) -> None:
+        self.shown: dict[int, tuple[tuple[int, ...], str]] = {}
+        self.pump_threads: set[str] = set()
+        self.closed = False
+
+    def publish(self, stream_id: int, bgr: np.ndarray, status: str) -> None:
+        self.shown[stream_id] = (bgr.shape, status)
+
+    def pump(self) -> bool:
+        self.pump_threads.add(threading.current_thread().name)
+        return len(self.shown) < 2
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_quit_key_in_the_window_ends_every_stream(tmp_path: Path) -> None:
+    display = FakeDisplay()
+    sources = [FrameSource(counter_reader(100_000, hw), name=f"s{i}", kind="video", live=False, fps=25, queue_size=2)
+               for i, hw in enumerate([(40, 60), (30, 80)])]  # fmt: skip
+    lanes = [(src, Outputs(OutputOptions(maps=tmp_path / f"maps{i}"), META, fps=25.0, stream_id=i, display=display))
+             for i, src in enumerate(sources)]  # fmt: skip
+    run = Pipeline(FakeScheduler(delay=2), lanes, display=display).run()
+    assert display.pump_threads == {threading.main_thread().name} and display.closed
+    assert display.shown[0][0] == (40, 60, 3) and display.shown[1][0] == (30, 80, 3)
+    assert display.shown[1][1].startswith("#1 ")
+    for i, s in enumerate(run.streams):
+        assert s.stop_reason == "quit by the user" and 0 < s.frames == s.frames_pushed < 100_000
+        assert len(written(tmp_path / f"maps{i}")) == s.frames
+
+
+def test_tiles_of_several_streams() -> None:
+    from esan.runtime.io.display import tile
+
+    a = np.full((90, 160, 3), 50, np.uint8)
+    b = np.full((40, 30, 3), 200, np.uint8)
+    view = tile([(a, "#0"), (b, "#1"), None], width=320)
+    assert view.shape == (2 * 180, 2 * 320, 3)  # 2x2 grid, every tile at the first one's aspect ratio
+    assert view[170, 10, 0] == 50 and view[170, 330, 0] == 200 and not view[200:, 330:].any()
