@@ -56,7 +56,7 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
                    help="latency plot (needs matplotlib); several streams: put {stream} in the path")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its fps and drop the oldest frames when behind (live simulation)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (then flush)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (then flush)")
     p.add_argument("--queue-size", type=int, default=4, metavar="N",
                    help="capture queue length; live sources drop the oldest frame when full (default: 4)")
     p.add_argument("--max-batch-wait-ms", type=float, default=0.0, metavar="MS",
