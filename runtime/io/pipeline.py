@@ -127,18 +127,17 @@ class Pipeline:
         for lane in self.lanes:
             self.scheduler.open_stream(lane.sid)
             lane.source.start()
-        compute = threading.Thread(target=self._compute, name="compute", daemon=True)
         try:
-            compute.start()
-            self._supervise(compute)
+            threading.Thread(target=self._compute, name="compute", daemon=True).start()
+            self._supervise()
         finally:
-            self._shutdown(compute)
+            self._shutdown()
             summary = self._summarise(t0)
         if self._error is not None:
             raise self._error
         return summary
 
-    def _supervise(self, compute: threading.Thread) -> None:
+    def _supervise(self) -> None:
         """Wait for the compute thread; pump the window; Ctrl-C stops cleanly (twice: without the flush).
 
         Waits on an event, not ``Thread.join``: a Ctrl-C landing inside ``join`` can leave the thread
@@ -154,7 +153,7 @@ class Pipeline:
                 hits += 1
                 self.stop(INTERRUPTED, interrupted=True, abort=hits > 1)
 
-    def _shutdown(self, compute: threading.Thread) -> None:
+    def _shutdown(self) -> None:
         """Writers drained and closed, sources released, window closed, plots drawn."""
         if not self._computed.is_set():  # the supervisor itself failed: stop without flushing
             self.stop("stopped", abort=True)
