@@ -33,7 +33,7 @@ import numpy as np
 from esan.runtime.core.scheduler import check_frame
 from esan.runtime.io.display import TiledDisplay
 from esan.runtime.io.outputs import Outputs
-from esan.runtime.io.report import LatencyLog, build_report, write_report
+from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
 from esan.runtime.io.sources import Frame, FrameSource
 from esan.runtime.io.summary import END_OF_STREAM, RunSummary, StreamSummary
 from esan.runtime.io.writer import DEFAULT_CAPACITY, Job, OutputWriter
@@ -197,7 +197,8 @@ class Pipeline:
         if self.report is not None:
             write_report(self.report, build_report([(lane.log, lane.summary.as_dict(), lane.outputs.meta)
                                                     for lane in self.lanes]))  # fmt: skip
-        return RunSummary([lane.summary for lane in self.lanes], wall_s=wall)
+        return RunSummary([lane.summary for lane in self.lanes], wall_s=wall,
+                          fps=aggregate_fps([lane.log for lane in self.lanes]))
 
     # -- compute thread --------------------------------------------------------------------------
     def _compute(self) -> None:

@@ -23,7 +23,7 @@ from esan.runtime.core.fsutil import atomic_write_text
 from esan.runtime.core.version import package_version, utc_now
 from esan.runtime.io.latency_log import LatencyLog, percentiles
 
-__all__ = ["LatencyLog", "build_report", "percentiles", "write_report"]
+__all__ = ["LatencyLog", "aggregate_fps", "build_report", "percentiles", "write_report"]
 
 RUN_KEYS = ("backend", "precision", "device", "lookahead", "backward_chunk", "radius", "delay_frames",
             "max_batch_wait_ms", "threads")  # fmt: skip
@@ -80,12 +80,17 @@ def _rounded(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else round(float(v), 3) for v in values]
 
 
-def aggregate_section(logs: list[LatencyLog], sections: list[dict[str, Any]]) -> dict[str, Any]:
-    """Totals over the streams: maps, drops, aggregate throughput, latency percentiles over every map."""
+def aggregate_fps(logs: list[LatencyLog]) -> float:
+    """Maps of every stream per second, from the first capture of any stream to the last map of any."""
     starts = [lg.start_s for lg in logs if lg.start_s is not None]
     ends = [float(lg.ready_s[-1]) for lg in logs if len(lg)]
-    frames = sum(len(lg) for lg in logs)
     span = max(ends) - min(starts) if starts and ends else 0.0
+    return round(sum(len(lg) for lg in logs) / span, 3) if span > 0 else 0.0
+
+
+def aggregate_section(logs: list[LatencyLog], sections: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over the streams: maps, drops, aggregate throughput, latency percentiles over every map."""
+    frames = sum(len(lg) for lg in logs)
     live = [lg for lg, s in zip(logs, sections, strict=True) if s["live"]]
     cat = lambda name, src: np.concatenate([getattr(lg, name) for lg in src])  # noqa: E731
     return {
@@ -93,7 +98,7 @@ def aggregate_section(logs: list[LatencyLog], sections: list[dict[str, Any]]) ->
         "frames": frames,
         "frames_pushed": sum(int(s.get("frames_pushed") or 0) for s in sections),
         "dropped_frames": sum(int(s.get("dropped_frames") or 0) for s in sections),
-        "fps": round(frames / span, 3) if span > 0 else 0.0,
+        "fps": aggregate_fps(logs),
         "latency_ms": {
             "processing": percentiles(cat("processing_ms", logs)),
             "end_to_end": percentiles(cat("e2e_ms", live)) if live else None,

@@ -92,6 +92,8 @@ class RunSummary:
 
     streams: list[StreamSummary]
     wall_s: float = 0.0
+    fps: float = 0.0
+    """Maps of every stream per second, first capture to last map (as in the report's aggregate)."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -107,9 +109,8 @@ class RunSummary:
             return self.streams[0].lines() + [f"note: {n}" for n in self.notes]
         s0 = self.streams[0]
         dropped = sum(s.dropped_frames for s in self.streams)
-        fps = self.frames / self.wall_s if self.wall_s > 0 else 0.0
         out = [f"{len(self.streams)} streams: {self.frames} maps, {dropped} dropped, "
-               f"{fps:.1f} fps aggregate over {self.wall_s:.1f} s"]  # fmt: skip
+               f"{self.fps:.1f} fps aggregate, {self.wall_s:.1f} s in all"]  # fmt: skip
         out += [f"  {s.short_line()}" for s in self.streams]
         if s0.delay_frames is not None:
             out.append(f"algorithmic delay: {s0.delay_frames} frames per stream")
