@@ -230,11 +230,37 @@ def test_streams_sharded_across_two_servers(server, tiny_bundle, tmp_path, ort_b
         lengths = [n for _, n, _ in CLIPS]
         assert second.metric("esan_frames_total") - before[1] == lengths[1] + lengths[3]
         assert server.metric("esan_frames_total") - before[0] == lengths[0] + lengths[2]
+        stream_cli_sharded(servers, clips, tmp_path, ort_backend, (server, second))
         second.proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop too, exit code 130
         assert second.proc.wait(15) == 130
         assert "Ctrl-C: stopping" in second.log.read_text()
     finally:
         second.stop()
+
+
+def stream_cli_sharded(servers: list[str], clips: list, tmp_path, ort_backend, running: tuple) -> None:
+    """``esan-rt stream --source x3 --server x2``: stream i on server i mod 2, maps equal the local ones."""
+    import cv2
+
+    from esan.runtime.cli import main
+
+    args = []
+    for i, clip in enumerate(clips[:3]):
+        folder = tmp_path / f"frames{i}"
+        folder.mkdir()
+        for k, frame in enumerate(clip):
+            cv2.imwrite(str(folder / f"{k:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        args += ["--source", str(folder)]
+    before = [s.metric("esan_frames_total") for s in running]
+    maps = tmp_path / "maps"
+    argv = ["stream", *args, "--server", servers[0], "--server", servers[1], "--save-maps", str(maps)]
+    assert main(argv) == 0
+    for i, clip in enumerate(clips[:3]):
+        got = {k: np.load(maps / str(i) / f"{k:06d}.npy") for k in range(len(clip))}
+        assert_same(got, local_maps(ort_backend, clip))
+    lengths = [len(c) for c in clips[:3]]
+    assert [s.metric("esan_frames_total") - b for s, b in zip(running, before, strict=True)] == \
+        [lengths[0] + lengths[2], lengths[1]]  # fmt: skip
 
 
 def test_server_dying_mid_stream_flushes_says_so_and_fails(tiny_bundle, tmp_path) -> None:

@@ -1,6 +1,6 @@
 """Frame sources and the pipeline's ways out: drop policy, disconnect, Ctrl-C, credential redaction.
 
-Uses a fake processor (no model): these tests are about the plumbing, not the maps.
+Uses a fake scheduler (no model): these tests are about the plumbing, not the maps.
 """
 
 from __future__ import annotations
@@ -12,70 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fakes import FakeScheduler, counter_reader
 
 from esan.runtime.core.errors import UserError
-from esan.runtime.core.letterbox import map_box
-from esan.runtime.core.processor import StreamResult
 from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs
 from esan.runtime.io.pipeline import run_stream
 from esan.runtime.io.sources import FrameSource, SourceEnded, open_folder, open_source, open_url, redact_url
-
-IN_HW, OUT_HW = (64, 96), (32, 48)
-
-
-class FakeBackend:
-    name, device, precision = "fake", "cpu", "fp32"
-
-    def close(self) -> None:
-        pass
-
-
-class FakeProcessor:
-    """Emits frame ``t`` once ``t + delay`` has been pushed; ``interrupt_at`` raises KeyboardInterrupt."""
-
-    def __init__(self, delay: int = 3, interrupt_at: int | None = None, slow_s: float = 0.0) -> None:
-        self.delay_frames, self.lookahead, self.backward_chunk, self.radius = delay, delay, 1, 0
-        self.backend = FakeBackend()
-        self.interrupt_at, self.slow_s = interrupt_at, slow_s
-        self.pending: list[tuple[int, np.ndarray, object]] = []
-        self.n = 0
-        self.finished = False
-
-    def _result(self, i: int, frame: np.ndarray, payload: object) -> StreamResult:
-        sal = np.full(OUT_HW, (i % 10 + 1) / 12.0, np.float32)
-        return StreamResult(i, sal, map_box(frame.shape[:2], IN_HW, OUT_HW), {"encode": 1.0, "decode": 0.5},
-                            payload, frame.shape[:2])
-
-    def push(self, frame: np.ndarray, payload: object = None) -> list[StreamResult]:
-        if self.interrupt_at is not None and self.n == self.interrupt_at:
-            raise KeyboardInterrupt
-        time.sleep(self.slow_s)
-        self.pending.append((self.n, frame, payload))
-        self.n += 1
-        if len(self.pending) > self.delay_frames:
-            return [self._result(*self.pending.pop(0))]
-        return []
-
-    def finish(self) -> list[StreamResult]:
-        self.finished = True
-        out = [self._result(*p) for p in self.pending]
-        self.pending.clear()
-        return out
-
-
-def counter_reader(n: int, hw: tuple[int, int] = (40, 60), fail: Exception | None = None):
-    state = {"i": 0}
-
-    def read() -> np.ndarray | None:
-        i = state["i"]
-        if i >= n:
-            if fail is not None:
-                raise fail
-            return None
-        state["i"] += 1
-        return np.full((*hw, 3), i % 256, np.uint8)
-
-    return read
 
 
 def test_live_source_drops_oldest_and_keeps_newest() -> None:
@@ -162,9 +104,9 @@ def test_disconnect_mid_stream_flushes_and_finalises(tmp_path: Path) -> None:
     reader = counter_reader(7, fail=SourceEnded("camera unplugged"))
     src = FrameSource(reader, name="rtsp://u:pw@cam/x", kind="url", live=True, fps=25, queue_size=64)
     opts, outputs = _outputs(tmp_path)
-    proc = FakeProcessor(delay=3)
-    summary = run_stream(src, proc, outputs)
-    assert proc.finished and summary.frames == 7 and summary.frames_pushed == 7
+    proc = FakeScheduler(delay=3)
+    summary = run_stream(src, proc, outputs, report=opts.report)
+    assert proc.finished == [0] and summary.frames == 7 and summary.frames_pushed == 7
     assert summary.stop_reason == "source disconnected" and "unplugged" in summary.source_error
     report = json.loads(opts.report.read_text())
     assert report["frames"] == 7 and report["stop_reason"] == "source disconnected"
@@ -177,7 +119,7 @@ def test_disconnect_mid_stream_flushes_and_finalises(tmp_path: Path) -> None:
 def test_ctrl_c_flushes_and_finalises(tmp_path: Path) -> None:
     src = FrameSource(counter_reader(30), name="f", kind="video", live=False, fps=25)
     opts, outputs = _outputs(tmp_path)
-    summary = run_stream(src, FakeProcessor(delay=3, interrupt_at=10), outputs)
+    summary = run_stream(src, FakeScheduler(delay=3, interrupt_at=10), outputs, report=opts.report)
     assert summary.interrupted and summary.frames == 10
     report = json.loads(opts.report.read_text())
     assert report["interrupted"] and report["frames"] == 10
@@ -194,7 +136,7 @@ def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.Monkey
         cv2.imwrite(str(frames / f"{i:04d}.png"), np.full((30, 50, 3), i * 20, np.uint8))
     ckpt = tmp_path / "fake.pt"
     ckpt.write_bytes(b"x")
-    monkeypatch.setattr(stream_cli, "open_processor", lambda *a, **k: FakeProcessor(delay=2, interrupt_at=6))
+    monkeypatch.setattr(stream_cli, "open_scheduler", lambda *a, **k: FakeScheduler(delay=2, interrupt_at=6))
     rc = cli.main(["stream", "--source", str(frames), "--checkpoint", str(ckpt),
                    "--report", str(tmp_path / "r.json"), "--save-video", str(tmp_path / "v.mp4")])
     assert rc == 130
@@ -205,12 +147,12 @@ def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_realtime_file_drops_when_behind_and_max_frames(tmp_path: Path) -> None:
     src = FrameSource(counter_reader(40), name="f", kind="video", live=True, fps=200, pace_fps=200, queue_size=2)
     opts, outputs = _outputs(tmp_path / "a", fps=200)
-    summary = run_stream(src, FakeProcessor(delay=1, slow_s=0.02), outputs)
+    summary = run_stream(src, FakeScheduler(delay=1, slow_s=0.02), outputs, report=opts.report)
     assert summary.dropped_frames > 0 and summary.frames + summary.dropped_frames == 40
     assert json.loads(opts.report.read_text())["dropped_frames"] == summary.dropped_frames
     src = FrameSource(counter_reader(40), name="f", kind="video", live=True, fps=200, pace_fps=200, queue_size=2)
     opts, outputs = _outputs(tmp_path / "b", fps=200)
-    summary = run_stream(src, FakeProcessor(delay=1, slow_s=0.02), outputs, max_frames=8)
+    summary = run_stream(src, FakeScheduler(delay=1, slow_s=0.02), outputs, max_frames=8, report=opts.report)
     assert summary.frames_pushed == 8 and summary.frames == 8
     assert "--max-frames" in summary.stop_reason
 
@@ -245,7 +187,7 @@ class FakeCapture:
     def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
         return True
 
-    def read(self) -> tuple[bool, np.ndarray | None]:
+    def read(self, image: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
         self.n += 1
         return (True, np.full((24, 32, 3), self.n, np.uint8)) if self.n <= self.frames else (False, None)
 
@@ -288,7 +230,7 @@ def test_show_without_display_degrades(tmp_path: Path, monkeypatch: pytest.Monke
     ckpt.write_bytes(b"x")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(stream_cli, "open_processor", lambda *a, **k: FakeProcessor(delay=1))
+    monkeypatch.setattr(stream_cli, "open_scheduler", lambda *a, **k: FakeScheduler(delay=1))
     assert cli.main(["stream", "--source", str(frames), "--checkpoint", str(ckpt), "--show"]) == 0
     out = capsys.readouterr().out
     assert "--show skipped" in out and "frames: 4 processed" in out
@@ -300,6 +242,6 @@ def test_plot_skipped_with_a_note_without_matplotlib(tmp_path: Path, monkeypatch
     monkeypatch.setattr(plot, "have_matplotlib", lambda: False)
     src = FrameSource(counter_reader(3), name="f", kind="video", live=False, fps=25)
     opts, outputs = _outputs(tmp_path)
-    summary = run_stream(src, FakeProcessor(delay=1), outputs)
+    summary = run_stream(src, FakeScheduler(delay=1), outputs, report=opts.report)
     assert any("matplotlib is not installed" in n for n in summary.notes)
     assert not opts.plot.exists() and opts.report.is_file()

@@ -11,11 +11,20 @@ from esan.runtime.cli.commands import COMMANDS
 
 
 # -- stream / demo (handlers: esan.runtime.cli.stream, esan.runtime.cli.demo) ---------------------------
+class _AddInput(argparse.Action):
+    """``--camera`` and ``--source`` append ``(kind, value)`` to one list, in the order given (stream i = item i)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), (self.const, value)])
+
+
 def _stream_args(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", type=int, metavar="N", help="camera index (cv2.VideoCapture)")
-    src.add_argument("--source", metavar="PATH|URL|DIR",
-                     help="video file, RTSP/HTTP URL (live) or folder of frames (sorted by name)")
+    p.add_argument("--camera", dest="inputs", action=_AddInput, const="camera", type=int, metavar="N",
+                   help="camera index (cv2.VideoCapture); repeat --camera/--source for several streams")
+    p.add_argument("--source", dest="inputs", action=_AddInput, const="source", metavar="PATH|URL|DIR",
+                   help="video file, RTSP/HTTP URL (live) or folder of frames (sorted by name); stream i is "
+                        "the i-th --source/--camera given (0-based)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--checkpoint", metavar="CKPT",
                        help="esan-rt checkpoint (.pt); ort/trt export it to a cached bundle on first use "
@@ -25,26 +34,37 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
                    help="inference backend (default: auto = TensorRT with a GPU, else ONNX Runtime on CUDA, "
                         "else ONNX Runtime on the CPU; the choice and why are printed and reported)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of the inference library (ONNX Runtime intra-op, torch); default: its own "
+                        "(all cores). 1 leaves the other cores to capture and output threads")
     p.add_argument("--lookahead", type=int, default=8, metavar="L",
                    help="future frames the backward pass sees; delay = L + T frames (default: 8)")
     p.add_argument("--backward-chunk", type=int, default=1, metavar="C",
                    help="approximation: C frames share one backward run (default: 1 = exact)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
                    help="fp32 or fp16 (default: the bundle's, fp32 for a checkpoint)")
-    p.add_argument("--show", action="store_true", help="show the overlay in a window (q or Esc quits)")
-    p.add_argument("--save-video", metavar="OUT.mp4", help="write the overlay video (mp4v, source fps)")
-    p.add_argument("--save-maps", metavar="DIR", help="write one saliency map per frame (000000.npy, ...)")
+    p.add_argument("--show", action="store_true",
+                   help="show the overlay in a window, streams tiled (q or Esc quits)")
+    p.add_argument("--save-video", metavar="OUT.mp4",
+                   help="write the overlay video (mp4v, source fps); several streams: put {stream} in the path")
+    p.add_argument("--save-maps", metavar="DIR",
+                   help="write one saliency map per frame (000000.npy, ...); several streams: DIR/<i>/")
     p.add_argument("--maps-format", choices=("npy", "png"), default="npy",
                    help="npy: float32 at model output size; png: 8-bit at the frame size (default: npy)")
-    p.add_argument("--report", metavar="report.json", help="write fps, latency percentiles, delay, drops")
-    p.add_argument("--plot", metavar="latency.png", help="latency plot (needs matplotlib)")
+    p.add_argument("--report", metavar="report.json",
+                   help="write fps, latency percentiles, delay, drops (several streams: aggregate + per stream)")
+    p.add_argument("--plot", metavar="latency.png",
+                   help="latency plot (needs matplotlib); several streams: put {stream} in the path")
     p.add_argument("--realtime", action="store_true",
                    help="pace a file at its fps and drop the oldest frames when behind (live simulation)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (then flush)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (then flush)")
     p.add_argument("--server", action="append", metavar="HOST:PORT",
                    help="compute on an esan-rt serve / Triton server (its gRPC port); repeat to shard streams")
     p.add_argument("--queue-size", type=int, default=4, metavar="N",
                    help="capture queue length; live sources drop the oldest frame when full (default: 4)")
+    p.add_argument("--max-batch-wait-ms", type=float, default=0.0, metavar="MS",
+                   help="let a round wait up to MS ms for more streams to have a frame (bigger batches, "
+                        "more latency; default: 0 = never wait)")
     p.epilog = ("--checkpoint with ort/trt exports once into $ESAN_CACHE_DIR (default ~/.cache/esan-rt/bundles). "
                 "Exit codes: 0 done (a source that disconnects ends the stream normally), 2 usage or input "
                 "error, 130 Ctrl-C (outputs are still flushed and written).")

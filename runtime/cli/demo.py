@@ -1,5 +1,7 @@
 """``esan-rt demo``: the shipped tiny model on a generated clip, on ONNX Runtime CPU, in seconds.
 
+The clip plays as a simulated live camera (paced at its frame rate, oldest frames dropped if the
+pipeline falls behind), so the latency it prints is capture -> map, what a user of a camera gets.
 Writes ``sample.mp4`` (unless ``--source``), ``overlay.mp4``, ``maps/*.png``, ``report.json`` and
 ``latency.png`` into ``--out`` and prints a short summary.
 """
@@ -92,7 +94,7 @@ def write_preview(video: Path, out_png: Path, tiles: int = 4) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     """``esan-rt demo``."""
-    from esan.runtime.cli.stream import execute, open_processor
+    from esan.runtime.cli.stream import execute, open_scheduler, stream_meta
 
     t0 = time.perf_counter()
     if args.frames < 1:
@@ -118,18 +120,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         source_path = str(make_sample_clip(out / "sample.mp4", args.frames))
         print(f"generated sample clip {source_path} ({args.frames} frames, {SAMPLE_HW[1]}x{SAMPLE_HW[0]})")
-    source = open_source(source=source_path)
+    source = open_source(source=source_path, realtime=True)  # a simulated live camera
     try:
-        processor = open_processor("ort", checkpoint=str(checkpoint), device="cpu", lookahead=args.lookahead)
+        scheduler = open_scheduler("ort", checkpoint=str(checkpoint), device="cpu", lookahead=args.lookahead)
     except BaseException:
         source.stop()
         raise
-    be = processor.backend
-    meta = {"source": source.name, "source_kind": source.kind, "source_fps": round(source.fps, 3),
-            "realtime": False, "backend": be.name, "precision": be.precision, "device": str(be.device),
-            "lookahead": processor.lookahead, "backward_chunk": processor.backward_chunk,
-            "radius": processor.radius, "delay_frames": processor.delay_frames}
-    summary = execute(source, processor, opts, meta, args.frames if args.source else None)
+    meta = stream_meta(argparse.Namespace(realtime=True), source, scheduler)
+    summary = execute([source], scheduler, opts, [meta], max_frames=args.frames if args.source else None)
     print(f"esan-rt demo: {checkpoint.name} on ONNX Runtime CPU, lookahead {args.lookahead}")
     for line in summary.lines():
         print(f"  {line}")

@@ -1,8 +1,11 @@
-"""Handler of ``esan-rt stream``: open the source and backend, check outputs, run the pipeline.
+"""Handler of ``esan-rt stream``: open the sources and backend, check outputs, run the pipeline.
 
-Everything that can be refused is refused before the first frame is read: output paths, the
-checkpoint or bundle (and its fit with backend / lookahead / TensorRT), and the source itself.
-Exit codes: 0 done (also when a live source disconnects: the stream is flushed as its end),
+``--source`` and ``--camera`` may be given several times (any mix): stream ``i`` is the i-th one given,
+and every stream runs through one multi-stream scheduler (``esan.runtime.io.pipeline``).
+Everything that can be refused is refused before the first frame is read: output paths (``{stream}``
+in ``--save-video`` / ``--plot`` with several streams), the checkpoint or bundle (and its fit with
+backend / lookahead / TensorRT), and every source.
+Exit codes: 0 done (also when a live source disconnects: that stream is flushed as its end),
 2 a user error (one line), 130 interrupted with Ctrl-C (outputs are still finalised).
 """
 
@@ -14,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from esan.runtime.core.errors import UserError
-from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs
-from esan.runtime.io.pipeline import StreamSummary, run_stream
+from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs, open_display, stream_options
+from esan.runtime.io.pipeline import Pipeline
 from esan.runtime.io.sources import FrameSource, open_source, redact_url
+from esan.runtime.io.summary import RunSummary
 
 BACKENDS = ("ort", "trt", "torch")
 DCN_MODE = "standard"
@@ -69,17 +73,9 @@ def check_bundle(path: Path, backend: str, lookahead: int) -> Any:
     return bundle
 
 
-def open_processor(
-    backend: str,
-    *,
-    checkpoint: str | None = None,
-    bundle: str | None = None,
-    device: str = "cpu",
-    lookahead: int = 8,
-    backward_chunk: int = 1,
-    precision: str | None = None,
-) -> Any:
-    """A ready ``StreamProcessor`` for the given backend, with every compatibility check done."""
+def _open_backend(backend: str, *, checkpoint: str | None, bundle: str | None, device: str, lookahead: int,
+                  precision: str | None, threads: int | None = None) -> Any:  # fmt: skip
+    """The backend, with every compatibility check done (one ``UserError`` line on failure)."""
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -89,26 +85,61 @@ def open_processor(
     if bundle_dir is not None:
         bundle_dir = check_bundle(bundle_dir, backend, lookahead)
     from esan.runtime.backends import open_backend
-    from esan.runtime.core.processor import StreamProcessor
 
-    be = open_backend(backend, bundle_dir=bundle_dir, checkpoint=None if bundle_dir else checkpoint,
-                      device=device, lookahead=lookahead, precision=precision)
+    return open_backend(backend, bundle_dir=bundle_dir, checkpoint=None if bundle_dir else checkpoint,
+                        device=device, lookahead=lookahead, precision=precision, threads=threads)
+
+
+def open_scheduler(
+    backend: str,
+    *,
+    checkpoint: str | None = None,
+    bundle: str | None = None,
+    device: str = "cpu",
+    lookahead: int = 8,
+    backward_chunk: int = 1,
+    precision: str | None = None,
+    threads: int | None = None,
+    single: bool = False,
+) -> Any:
+    """A ready ``MultiStreamScheduler`` (any number of streams) for the given backend.
+
+    ``single``: a ``StreamProcessor`` instead (one stream, ``push``/``finish``; the N = 1 case).
+    """
+    be = _open_backend(backend, checkpoint=checkpoint, bundle=bundle, device=device, lookahead=lookahead,
+                       precision=precision, threads=threads)
+    from esan.runtime.core.processor import StreamProcessor
+    from esan.runtime.core.scheduler import MultiStreamScheduler
+
     try:
-        return StreamProcessor(be, lookahead, backward_chunk)
+        return (StreamProcessor if single else MultiStreamScheduler)(be, lookahead, backward_chunk)
     except ValueError as exc:
+        be.close()
         raise UserError(str(exc)) from exc
 
 
-def stream_meta(args: argparse.Namespace, source: FrameSource, processor: Any) -> dict[str, Any]:
-    be = processor.backend
-    return {
+def open_processor(backend: str, **kwargs: Any) -> Any:
+    """A ready single-stream ``StreamProcessor`` (the options of :func:`open_scheduler`)."""
+    return open_scheduler(backend, single=True, **kwargs)
+
+
+def stream_meta(args: argparse.Namespace, source: FrameSource, scheduler: Any, stream: int | None = None
+                ) -> dict[str, Any]:  # fmt: skip
+    """What the report says about one stream and the run."""
+    be = scheduler.backend
+    meta = {
         "source": source.name, "source_kind": source.kind, "source_fps": round(source.fps, 3),
-        "realtime": bool(getattr(args, "realtime", False)),
-        "backend": getattr(be, "name", args.backend), "precision": getattr(be, "precision", args.precision or "fp32"),
-        "device": str(getattr(be, "device", args.device)), "lookahead": processor.lookahead,
-        "backward_chunk": processor.backward_chunk, "radius": processor.radius,
-        "delay_frames": processor.delay_frames, "backend_choice": getattr(args, "backend_choice", None),
+        "realtime": bool(getattr(args, "realtime", False)), "live": source.live,
+        "backend": getattr(be, "name", getattr(args, "backend", None)),
+        "precision": getattr(be, "precision", getattr(args, "precision", None) or "fp32"),
+        "device": str(getattr(be, "device", getattr(args, "device", "cpu"))), "lookahead": scheduler.lookahead,
+        "backward_chunk": scheduler.backward_chunk, "radius": scheduler.radius,
+        "delay_frames": scheduler.delay_frames, "max_batch_wait_ms": getattr(args, "max_batch_wait_ms", 0.0),
+        "threads": getattr(args, "threads", None), "backend_choice": getattr(args, "backend_choice", None),
     }
+    if stream is not None:
+        meta["stream"] = stream
+    return meta
 
 
 def output_options(args: argparse.Namespace) -> OutputOptions:
@@ -118,22 +149,52 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
 
 
 def validate(args: argparse.Namespace) -> None:
-    for name, low in (("lookahead", 0), ("backward_chunk", 1), ("queue_size", 1), ("max_frames", 1)):
+    for name, low in (("lookahead", 0), ("backward_chunk", 1), ("queue_size", 1), ("max_frames", 1),
+                      ("max_batch_wait_ms", 0), ("threads", 1)):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None and value < low:
             raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if not getattr(args, "inputs", None):
+        raise UserError("give a source: --camera N or --source PATH|URL|DIR (repeat them for several streams)")
+
+
+def open_sources(inputs: list[tuple[str, Any]], *, queue_size: int, realtime: bool) -> list[FrameSource]:
+    """Open every source (stream i = ``inputs[i]``); on a failure the ones already open are released."""
+    sources: list[FrameSource] = []
+    try:
+        for kind, value in inputs:
+            sources.append(open_source(camera=value, queue_size=queue_size) if kind == "camera" else
+                           open_source(source=value, queue_size=queue_size, realtime=realtime))  # fmt: skip
+    except BaseException:
+        for src in sources:
+            src.stop()
+        raise
+    return sources
 
 
 def execute(
-    source: FrameSource, processor: Any, opts: OutputOptions, meta: dict[str, Any], max_frames: int | None
-) -> StreamSummary:
-    """Run the stream with the given outputs (shared by ``stream`` and ``demo``)."""
+    sources: list[FrameSource],
+    scheduler: Any,
+    opts: OutputOptions,
+    metas: list[dict[str, Any]],
+    *,
+    max_frames: int | None = None,
+    max_batch_wait_ms: float = 0.0,
+) -> RunSummary:
+    """Run the streams with the given outputs (shared by ``stream`` and ``demo``); always releases everything."""
     try:
-        outputs = Outputs(opts, meta, fps=source.fps, title=f"esan-rt: {source.name}")
-        return run_stream(source, processor, outputs, max_frames=max_frames)
+        display, notes = open_display(opts, len(sources), "esan-rt: " + ", ".join(s.name for s in sources))
+        outputs = [Outputs(o, meta, fps=src.fps, title=f"esan-rt: {src.name}", stream_id=i, display=display)
+                   for i, (o, meta, src) in enumerate(zip(stream_options(opts, len(sources)), metas, sources,
+                                                          strict=True))]  # fmt: skip
+        summary = Pipeline(scheduler, list(zip(sources, outputs, strict=True)), max_frames=max_frames,
+                           max_batch_wait_ms=max_batch_wait_ms, report=opts.report, display=display).run()
+        summary.notes.extend(notes)
+        return summary
     finally:
-        source.stop()
-        close = getattr(processor.backend, "close", None)
+        for src in sources:
+            src.stop()
+        close = getattr(scheduler.backend, "close", None)
         if close is not None:
             close()
 
@@ -142,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     """``esan-rt stream``."""
     validate(args)
     opts = output_options(args)
-    check_outputs(opts)
+    check_outputs(opts, len(args.inputs))
     if getattr(args, "server", None):
         return run_remote(args, opts)
     if args.checkpoint is None and args.bundle is None:
@@ -158,18 +219,32 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
     args.backend_choice = choice.record(args.backend, args.device)
     args.backend, args.device = choice.backend, choice.device
-    source = open_source(args.camera, args.source, queue_size=args.queue_size, realtime=args.realtime)
+    sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
     try:
-        processor = open_processor(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
+        scheduler = open_scheduler(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
                                    device=args.device, lookahead=args.lookahead,
-                                   backward_chunk=args.backward_chunk, precision=args.precision)
+                                   backward_chunk=args.backward_chunk, precision=args.precision,
+                                   threads=args.threads)
     except BaseException:
-        source.stop()
+        for src in sources:
+            src.stop()
         raise
     _log(choice.line())  # once everything opened: a refusal stays one line
-    _log(f"streaming {redact_url(source.name)} ({source.kind}, {source.fps:.1f} fps) with "
-         f"{processor.backend.name} on {processor.backend.device}, lookahead {args.lookahead}")
-    summary = execute(source, processor, opts, stream_meta(args, source, processor), args.max_frames)
+    return _stream_and_print(args, opts, sources, scheduler)
+
+
+def _stream_and_print(args: argparse.Namespace, opts: OutputOptions, sources: list[FrameSource], scheduler: Any) -> int:
+    """Run the opened sources through ``scheduler`` with the outputs; print the summary; the exit code."""
+    be = scheduler.backend
+    for i, src in enumerate(sources):
+        tag = f"stream {i}: " if len(sources) > 1 else ""
+        where = f" ({scheduler.server_of(i)})" if hasattr(scheduler, "server_of") else ""
+        _log(f"{tag}streaming {redact_url(src.name)} ({src.kind}, {src.fps:.1f} fps) with {be.name} on "
+             f"{be.device}{where}, lookahead {scheduler.lookahead}")
+    many = len(sources) > 1
+    metas = [stream_meta(args, src, scheduler, i if many else None) for i, src in enumerate(sources)]
+    summary = execute(sources, scheduler, opts, metas, max_frames=args.max_frames,
+                      max_batch_wait_ms=args.max_batch_wait_ms)
     for line in summary.lines():
         print(line)
     for what, path in opts.describe().items():
@@ -179,29 +254,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
-    """``esan-rt stream --server HOST:PORT``: the same stream with the compute on a Triton server."""
-    from esan.runtime.serving.client import RemoteStream, check_address, server_for
+    """``esan-rt stream --server HOST:PORT``: the same streams with the compute on Triton servers.
 
-    servers = [check_address(s) for s in args.server]
+    Stream ``i`` is pinned to ``--server`` number ``i mod (servers)``; the pipeline, outputs and reports are
+    the local ones.
+    """
+    from esan.runtime.serving.remote_scheduler import RemoteScheduler
+
     if args.checkpoint or args.bundle:
         _log("note: --checkpoint/--bundle are ignored with --server: the server's model computes")
-    if len(servers) > 1:
-        _log(f"note: one stream runs on one server: {servers[0]} (several streams are spread round robin)")
-    processor = RemoteStream(server_for(servers, 0))  # one stream: the first server (several: round robin)
+    scheduler = RemoteScheduler(args.server)
     try:
-        source = open_source(args.camera, args.source, queue_size=args.queue_size, realtime=args.realtime)
-    except BaseException:
-        processor.close()
-        raise
-    _log(f"streaming {redact_url(source.name)} ({source.kind}, {source.fps:.1f} fps) on {processor.backend.name} "
-         f"({processor.backend.device}), lookahead {processor.lookahead}")
-    try:
-        summary = execute(source, processor, opts, stream_meta(args, source, processor), args.max_frames)
+        sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
+        return _stream_and_print(args, opts, sources, scheduler)
     finally:
-        processor.close()
-    for line in summary.lines():
-        print(line)
-    for what, path in opts.describe().items():
-        if what != "maps_format":
-            print(f"{what}: {path}")
-    return 130 if summary.interrupted else 0
+        scheduler.shutdown()

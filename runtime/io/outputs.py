@@ -1,16 +1,18 @@
 """Stream outputs: ``--show`` window, ``--save-video``, ``--save-maps``, ``--report`` and ``--plot``.
 
-Every path is checked writable by :func:`check_outputs` *before* streaming starts; :class:`Outputs`
-then receives each result and is always finalised by :meth:`Outputs.close` (video closed, report and
-plot written), whatever ended the stream.
+Every path is checked writable by :func:`check_outputs` *before* streaming starts (with several
+streams, each stream's paths: ``DIR/<i>/`` maps, ``{stream}`` in the video and plot paths). One
+:class:`Outputs` per stream then receives that stream's results on its writer thread
+(``esan.runtime.io.writer``), off the compute thread, and is always finalised, whatever ended the stream:
+``finish`` closes the video (writer thread), ``finalise`` draws the plot (main thread). The report covers
+every stream and is written by the pipeline.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,17 @@ import numpy as np
 
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import check_writable_dir
-from esan.runtime.io.overlay import map_to_frame, overlay, put_status, to_uint8
-from esan.runtime.io.report import LatencyLog, build_report, write_report
+from esan.runtime.io.display import TiledDisplay, display_available
+from esan.runtime.io.overlay import Renderer
+from esan.runtime.io.report import LatencyLog
 
 MAP_FORMATS = ("npy", "png")
-QUIT_KEYS = (ord("q"), ord("Q"), 27)
+STREAM_FIELD = "{stream}"
+# fastest PNG settings for smooth 8-bit maps: zlib level 1, no row filter, run-length strategy (OpenCV >= 4.11
+# knows the filter flag; older builds use their defaults)
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+    PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 
 @dataclass
@@ -53,15 +61,48 @@ def _writable_parent(path: Path, what: str) -> None:
         raise UserError(f"{what} {path} exists and is not writable; choose another output path")
 
 
-def check_outputs(opts: OutputOptions) -> None:
-    """Refuse unusable output paths with one clear line, before any frame is read."""
+def stream_options(opts: OutputOptions, streams: int) -> list[OutputOptions]:
+    """Each stream's options: maps in ``DIR/<i>/`` and ``{stream}`` replaced by ``i`` in the video and plot
+    paths (with one stream: ``DIR`` itself, and ``{stream}`` -> ``0``). The report is the run's, not a stream's.
+
+    With several streams a ``--save-video`` or ``--plot`` path without ``{stream}`` is one clear error.
+    """
+    if streams > 1:
+        for flag, path in (("--save-video", opts.video), ("--plot", opts.plot)):
+            if path is not None and STREAM_FIELD not in str(path):
+                raise UserError(f"{flag} {path}: with {streams} streams the path must contain {STREAM_FIELD} "
+                                f"(replaced by the stream number 0..{streams - 1}), e.g. "
+                                f"out_{STREAM_FIELD}{path.suffix}")
+    sub = lambda p, i: Path(str(p).replace(STREAM_FIELD, str(i))) if p is not None else None  # noqa: E731
+    out = []
+    for i in range(streams):
+        maps = sub(opts.maps, i)
+        if maps is not None and streams > 1 and STREAM_FIELD not in str(opts.maps):
+            maps = maps / str(i)
+        out.append(replace(opts, video=sub(opts.video, i), plot=sub(opts.plot, i), maps=maps, report=None))
+    return out
+
+
+def check_outputs(opts: OutputOptions, streams: int = 1) -> list[OutputOptions]:
+    """Refuse unusable output paths with one clear line, before any frame is read; returns each stream's options."""
+    per_stream = stream_options(opts, streams)
+    for o in per_stream:
+        _check_stream_outputs(o)
+    if opts.report:
+        _writable_parent(opts.report, "--report")
+    files = [p.resolve() for o in per_stream for p in (o.video, o.plot) if p]
+    files += [opts.report.resolve()] if opts.report else []
+    if len(set(files)) != len(files):
+        raise UserError("--save-video, --report and --plot must be different files")
+    return per_stream
+
+
+def _check_stream_outputs(opts: OutputOptions) -> None:
     if opts.maps_format not in MAP_FORMATS:
         raise UserError(f"--maps-format must be one of {', '.join(MAP_FORMATS)}, got {opts.maps_format!r}")
     if opts.video:
         _writable_parent(opts.video, "--save-video")
         _probe_video_writer(opts.video)
-    if opts.report:
-        _writable_parent(opts.report, "--report")
     if opts.plot:
         _writable_parent(opts.plot, "--plot")
     if opts.maps:
@@ -71,9 +112,6 @@ def check_outputs(opts: OutputOptions) -> None:
             check_writable_dir(opts.maps)
         except PermissionError as exc:
             raise UserError(f"--save-maps: {exc}") from None
-    paths = [p.resolve() for p in (opts.video, opts.report, opts.plot) if p]
-    if len(set(paths)) != len(paths):
-        raise UserError("--save-video, --report and --plot must be different files")
 
 
 def _probe_video_writer(path: Path) -> None:
@@ -90,74 +128,66 @@ def _probe_video_writer(path: Path) -> None:
         raise UserError(f"--save-video {path}: OpenCV cannot write mp4v video to this file type; use .mp4")
 
 
-def display_available() -> tuple[bool, str]:
-    """Whether ``cv2.imshow`` can work here, and why not."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False, "no display (DISPLAY is not set)"
-    try:
-        cv2.namedWindow("esan-rt-probe", cv2.WINDOW_NORMAL)
-        cv2.destroyWindow("esan-rt-probe")
-    except cv2.error:
-        return False, "this OpenCV build has no GUI support (opencv-python-headless?)"
-    return True, ""
+def open_display(opts: OutputOptions, streams: int, title: str) -> tuple[TiledDisplay | None, list[str]]:
+    """The ``--show`` window (one for every stream), or ``None`` and a note saying why not."""
+    if not opts.show:
+        return None, []
+    ok, why = display_available()
+    if not ok:
+        return None, [f"--show skipped: {why}; the stream runs without a window"]
+    return TiledDisplay(title, streams), []
 
 
 class Outputs:
-    """Receives stream results and writes every requested output; ``close`` finalises them all."""
+    """Writes one stream's results (on its writer thread); ``finish`` closes the video, ``finalise`` plots.
 
-    def __init__(self, opts: OutputOptions, meta: dict[str, Any], *, fps: float, title: str = "esan-rt") -> None:
+    ``meta`` describes the stream and the run (it goes into the report); ``display`` is the shared
+    ``--show`` window, if any.
+    """
+
+    def __init__(self, opts: OutputOptions, meta: dict[str, Any], *, fps: float, title: str = "esan-rt",
+                 stream_id: int = 0, display: TiledDisplay | None = None) -> None:  # fmt: skip
         self.opts = opts
         self.meta = {**meta, "outputs": opts.describe()}
         self.fps = fps
         self.title = title
+        self.stream_id = stream_id
+        self.display = display
+        self.live = bool(meta.get("live", False))
         self.notes: list[str] = []
         self._writer: cv2.VideoWriter | None = None
         self._video_size: tuple[int, int] | None = None
-        self._show = False
+        self.renderer = Renderer()
         self.maps_written = 0
         self.video_frames = 0
-        self.closed = False
-        if opts.show:
-            ok, why = display_available()
-            if ok:
-                self._show = True
-                cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-            else:
-                self.notes.append(f"--show skipped: {why}; the stream runs without a window")
+        self.finished = False
         if opts.maps:
             opts.maps.mkdir(parents=True, exist_ok=True)
 
     @property
     def needs_overlay(self) -> bool:
-        return self._show or self.opts.video is not None
+        return self.display is not None or self.opts.video is not None
 
-    def write(self, result: Any, image: np.ndarray, log: LatencyLog) -> bool:
-        """Write one result (``image`` is the original RGB frame); ``False`` when the user asked to quit."""
-        png_maps = self.opts.maps and self.opts.maps_format == "png"
-        frame_map = None  # the map on the original frame, computed once for the PNG maps and the overlay
-        if png_maps or self.needs_overlay:
-            frame_map = map_to_frame(result.saliency, result.box, image.shape[:2])
+    def write(self, result: Any, image: np.ndarray, log: LatencyLog) -> None:
+        """Write one result (``image`` is the original RGB frame): map file, overlay video, window tile."""
         if self.opts.maps:
-            self._write_map(result, frame_map)
+            self._write_map(result, image.shape[:2])
         if not self.needs_overlay:
-            return True
-        canvas = overlay(image, frame_map)
+            return
+        canvas = self.renderer.overlay(image, result.saliency, result.box)
         if self.opts.video:
             self._write_video(canvas)
-        if self._show:
-            lat = log.e2e_ms[-1] if len(log) else 0.0
-            put_status(canvas, f"{log.recent_fps():5.1f} fps  latency {lat:6.1f} ms  frame {result.index}")
-            cv2.imshow(self.title, canvas)
-            if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
-                return False
-        return True
+        if self.display is not None:
+            lat = log.latest(end_to_end=self.live)
+            self.display.publish(self.stream_id, canvas.copy(), f"#{self.stream_id} {log.recent_fps():5.1f} fps  "
+                                 f"latency {lat:6.1f} ms  frame {result.index}")
 
-    def _write_map(self, result: Any, frame_map: np.ndarray | None) -> None:
-        """npy: the model-size map; png: ``frame_map`` (the map on the original frame), 8-bit."""
+    def _write_map(self, result: Any, frame_hw: tuple[int, int]) -> None:
+        """npy: the model-size map; png: the map on the original frame, 8-bit."""
         stem = self.opts.maps / f"{int(result.index):06d}"
         if self.opts.maps_format == "npy":
             np.save(f"{stem}.npy", np.asarray(result.saliency, np.float32))
-        elif not cv2.imwrite(f"{stem}.png", to_uint8(frame_map)):
+        elif not cv2.imwrite(f"{stem}.png", self.renderer.map_u8(result.saliency, result.box, frame_hw), PNG_PARAMS):
             raise UserError(f"could not write {stem}.png")
         self.maps_written += 1
 
@@ -173,29 +203,24 @@ class Outputs:
         self._writer.write(canvas)
         self.video_frames += 1
 
-    def close(self, log: LatencyLog, summary: dict[str, Any]) -> list[str]:
-        """Close the video and window, write report and plot; returns notes for the user (idempotent)."""
-        if self.closed:
-            return self.notes
-        self.closed = True
+    def finish(self) -> None:
+        """Close the video file (idempotent; the writer thread calls it after the stream's last map)."""
+        self.finished = True
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        if self._show:
-            try:
-                cv2.destroyWindow(self.title)
-                cv2.waitKey(1)
-            except cv2.error:
-                pass
-        if self.opts.report:
-            report = build_report(log, summary, self.meta)
-            report["outputs"].update(maps_written=self.maps_written, video_frames=self.video_frames)
-            write_report(self.opts.report, report)
+
+    def finalise(self, log: LatencyLog) -> list[str]:
+        """After the stream: close the video if still open, draw the plot; returns notes for the user."""
+        self.finish()
+        self.meta["outputs"].update(maps_written=self.maps_written, video_frames=self.video_frames)
         if self.opts.plot:
             from esan.runtime.io.plot import save_latency_plot
 
             title = f"{self.meta.get('backend')} {self.meta.get('precision')} L={self.meta.get('lookahead')}"
-            note = save_latency_plot(log, self.opts.plot, title=title)
+            if self.meta.get("stream") is not None:
+                title = f"stream {self.meta['stream']}: {title}"
+            note = save_latency_plot(log, self.opts.plot, title=title, live=self.live)
             if note:
                 self.notes.append(note)
         return self.notes

@@ -1,137 +1,347 @@
-"""The streaming pipeline: source -> processor -> outputs, with a clean flush on every way out.
+"""The streaming pipeline: N sources -> one multi-stream scheduler -> N output writers, run concurrently.
 
-End of stream, a disconnect, ``--max-frames``, a quit key in the window and Ctrl-C all end the same
-way: the source is stopped, ``processor.finish()`` flushes the frames still waiting for their
-lookahead, and every output is finalised (video closed, report and plot written).
+Stages and threads:
+
+* **capture** -- one thread per source (``FrameSource``) behind a bounded queue: live sources drop
+  their own oldest frames when behind (counted per stream), files wait (nothing lost);
+* **compute** -- one thread: each round it takes at most one new frame per stream (only from streams
+  whose writer has room), then runs one ``MultiStreamScheduler`` round, batched over the streams that
+  have work. ``max_batch_wait_ms`` (default 0: no added latency) lets a round wait that long for more
+  streams to have a frame;
+* **output** -- one writer thread per stream (``esan.runtime.io.writer``): overlay, video, maps;
+* the **main thread** supervises: it owns the ``--show`` window and turns Ctrl-C into a clean stop.
+
+Isolation: a source that ends or disconnects, a frame that cannot be pushed and a failing output
+each end only their own stream (its maps flushed, its outputs finalised); the others go on. A failure
+of a scheduler round itself (a backend error) cannot be attributed to one stream: it ends them all,
+after every output is finalised, and is raised.
+
+Every way out -- end of every stream, ``--max-frames``, quit key, Ctrl-C (a second Ctrl-C skips the
+flush) -- finalises every output: maps flushed, videos closed, plots and the report written.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from esan.runtime.core.scheduler import check_frame
+from esan.runtime.io.display import TiledDisplay
 from esan.runtime.io.outputs import Outputs
-from esan.runtime.io.report import LatencyLog, percentiles
+from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
 from esan.runtime.io.sources import Frame, FrameSource
+from esan.runtime.io.summary import END_OF_STREAM, RunSummary, StreamSummary
+from esan.runtime.io.writer import DEFAULT_CAPACITY, Job, OutputWriter
+
+IDLE_WAIT_S = 0.05
+PUMP_S = 0.02  # window refresh period of the main thread with --show
+OPEN, FINISHING, CLOSED = "open", "finishing", "closed"
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 
-class Processor(Protocol):
+class Scheduler(Protocol):
+    """What the pipeline needs of ``esan.runtime.core.scheduler.MultiStreamScheduler``."""
+
     delay_frames: int
 
-    def push(self, frame: Any, payload: Any = None) -> list[Any]: ...
+    def open_stream(self, stream_id: Hashable | None = None) -> Hashable: ...
 
-    def finish(self) -> list[Any]: ...
+    def push(self, stream_id: Hashable, frame: np.ndarray, payload: Any = None) -> None: ...
 
+    def finish(self, stream_id: Hashable) -> None: ...
 
-@dataclass
-class StreamSummary:
-    frames: int = 0
-    frames_pushed: int = 0
-    dropped_frames: int = 0
-    wall_s: float = 0.0
-    fps: float = 0.0
-    latency_ms: dict[str, float | None] = field(default_factory=dict)
-    compute_ms: dict[str, float | None] = field(default_factory=dict)
-    delay_frames: int | None = None
-    delay_ms: float | None = None
-    stop_reason: str = "end of stream"
-    source_error: str | None = None
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)
+    def close(self, stream_id: Hashable) -> None: ...
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    def run(self) -> list[Any]: ...
 
-    def lines(self) -> list[str]:
-        """A short human summary."""
-        lat = self.latency_ms
-        fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
-        out = [
-            f"frames: {self.frames} processed, {self.dropped_frames} dropped ({self.stop_reason})",
-            f"throughput: {self.fps:.1f} fps over {self.wall_s:.1f} s",
-            f"latency (capture -> map): p50 {fmt(lat.get('p50'))} ms, p95 {fmt(lat.get('p95'))} ms, "
-            f"p99 {fmt(lat.get('p99'))} ms",
-        ]
-        if self.compute_ms.get("p50") is not None:
-            c = self.compute_ms
-            out.append(f"compute per frame: p50 {fmt(c.get('p50'))} ms, p95 {fmt(c.get('p95'))} ms")
-        if self.delay_frames is not None:
-            ms = "" if self.delay_ms is None else f" = {self.delay_ms:.0f} ms at the source fps"
-            out.append(f"algorithmic delay: {self.delay_frames} frames{ms}")
-        if self.source_error:
-            out.append(f"source ended early: {self.source_error}")
-        return out + [f"note: {n}" for n in self.notes]
+    def has_work(self) -> bool: ...
+
+    def stream_memory(self, stream_id: Hashable) -> int: ...
+
+    @property
+    def streams(self) -> list[Hashable]: ...
 
 
-def run_stream(
-    source: FrameSource,
-    processor: Processor,
-    outputs: Outputs,
-    *,
-    max_frames: int | None = None,
-    log: LatencyLog | None = None,
-) -> StreamSummary:
-    """Pull frames, push them (payload = the captured :class:`Frame`), write results, always finalise.
+class _Lane:
+    """One stream's pieces in the pipeline."""
 
-    ``KeyboardInterrupt`` is caught: the stream is flushed and finalised and ``summary.interrupted``
-    is set (callers exit with 130). Other exceptions propagate after the outputs are finalised.
-    """
-    log = log if log is not None else LatencyLog()
-    summary = StreamSummary()
-    t0 = time.perf_counter()
-    keep_going = True
+    def __init__(self, sid: int, source: FrameSource, outputs: Outputs, capacity: int, wake: threading.Event) -> None:
+        self.sid, self.source, self.outputs = sid, source, outputs
+        source.wake = wake
+        self.log = LatencyLog()
+        self.summary = StreamSummary(stream=sid, source=source.name, live=source.live)
+        self.writer = OutputWriter(outputs, self.log, capacity=capacity, wake=wake, name=f"output:{sid}")
+        self.state = OPEN
+        self.pending = False  # a frame was pushed since the last round
+        self.last_event_s = time.perf_counter()  # last push or finish: what the next maps waited for
+        self.memory_peak = self.memory_last = 0
 
-    def emit(results: list[Any]) -> None:
-        nonlocal keep_going
-        ready = time.perf_counter()
-        for r in results:
-            frame: Frame = r.payload
-            log.add(r.index, frame.timestamp, ready, getattr(r, "timings_ms", None))
-            summary.frames += 1
-            t_write = time.perf_counter()
-            ok = outputs.write(r, frame.image, log)
-            log.stages_ms[-1]["output"] = (time.perf_counter() - t_write) * 1000.0
-            if not ok and keep_going:
-                keep_going = False
-                summary.stop_reason = "quit by the user"
 
-    try:
+class Pipeline:
+    """Runs N streams through one scheduler (module docstring); ``run()`` returns the :class:`RunSummary`."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        streams: Sequence[tuple[FrameSource, Outputs]],
+        *,
+        max_frames: int | None = None,
+        max_batch_wait_ms: float = 0.0,
+        report: Path | None = None,
+        display: TiledDisplay | None = None,
+        output_queue: int = DEFAULT_CAPACITY,
+    ) -> None:
+        if not streams:
+            raise ValueError("the pipeline needs at least one stream")
+        self.scheduler = scheduler
+        self.max_frames = max_frames
+        self.max_batch_wait_s = max(0.0, float(max_batch_wait_ms)) / 1000.0
+        self.report = report
+        self.display = display
+        self.wake = threading.Event()
+        self.lanes = [_Lane(i, src, out, output_queue, self.wake) for i, (src, out) in enumerate(streams)]
+        self._by_sid = {lane.sid: lane for lane in self.lanes}
+        self._stop_reason: str | None = None
+        self._interrupted = False
+        self._abort = False
+        self._error: BaseException | None = None
+        self._computed = threading.Event()  # set when the compute thread ends (see _supervise)
+        self.rounds = 0
+
+    # -- control (any thread) --------------------------------------------------------------------
+    def stop(self, reason: str, *, interrupted: bool = False, abort: bool = False) -> None:
+        """End every stream: flush their maps (``abort``: drop them) and finalise the outputs."""
+        self._stop_reason = self._stop_reason or reason
+        self._interrupted = self._interrupted or interrupted
+        self._abort = self._abort or abort
+        self.wake.set()
+
+    # -- main thread -----------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        t0 = time.perf_counter()
+        for lane in self.lanes:
+            self.scheduler.open_stream(lane.sid)
+            lane.source.start()
         try:
-            for frame in source:
-                emit(processor.push(frame.image, payload=frame))
-                summary.frames_pushed += 1
-                if not keep_going:
-                    break
-                if max_frames is not None and summary.frames_pushed >= max_frames:
-                    summary.stop_reason = f"--max-frames {max_frames} reached"
-                    break
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            summary.stop_reason = "interrupted (Ctrl-C)"
+            threading.Thread(target=self._compute, name="compute", daemon=True).start()
+            self._supervise()
         finally:
-            source.stop()
+            self._shutdown()
+            summary = self._summarise(t0)
+        if self._error is not None:
+            raise self._error
+        return summary
+
+    def _supervise(self) -> None:
+        """Wait for the compute thread; pump the window; Ctrl-C stops cleanly (twice: without the flush).
+
+        Waits on an event, not ``Thread.join``: a Ctrl-C landing inside ``join`` can leave the thread
+        marked as stopped while it still runs (CPython < 3.13), and the flush would be lost.
+        """
+        hits = 0
+        while not self._computed.is_set():
+            try:
+                if self.display is not None and not self.display.pump():
+                    self.stop("quit by the user")
+                self._computed.wait(PUMP_S if self.display is not None else 0.1)
+            except KeyboardInterrupt:
+                hits += 1
+                self.stop(INTERRUPTED, interrupted=True, abort=hits > 1)
+
+    def _shutdown(self) -> None:
+        """Writers drained and closed, sources released, window closed, plots drawn."""
+        if not self._computed.is_set():  # the supervisor itself failed: stop without flushing
+            self.stop("stopped", abort=True)
+            self._computed.wait(5.0)
+        for lane in self.lanes:
+            if lane.state != CLOSED:
+                lane.writer.close()
+        for lane in self.lanes:
+            while True:
+                try:
+                    if lane.writer.join(0.1):
+                        break
+                except KeyboardInterrupt:
+                    self._interrupted = True
+                    for other in self.lanes:
+                        other.writer.abort()
+        for lane in self.lanes:
+            lane.source.stop()
+        if self.display is not None:
+            self.display.close()
+        for lane in self.lanes:
+            lane.summary.notes.extend(lane.outputs.finalise(lane.log))
+
+    def _summarise(self, t0: float) -> RunSummary:
+        wall = round(time.perf_counter() - t0, 3)
+        for lane in self.lanes:
+            s, src = lane.summary, lane.source
+            s.wall_s = wall
+            s.dropped_frames = src.dropped
+            s.source_error = src.error
+            if src.error and s.stop_reason == END_OF_STREAM:
+                s.stop_reason = "source disconnected"
+            if lane.writer.error:
+                s.notes.append(f"output failed, stream {lane.sid} ended early: {lane.writer.error}")
+            if lane.writer.discarded:
+                s.notes.append(f"{lane.writer.discarded} maps of stream {lane.sid} were not written")
+            s.interrupted = self._interrupted
+            s.memory = {"scheduler_peak_bytes": lane.memory_peak, "scheduler_last_bytes": lane.memory_last,
+                        "output_queue_peak": lane.writer.peak_backlog}  # fmt: skip
+            s.fill(lane.log, delay=getattr(self.scheduler, "delay_frames", None), source_fps=src.fps)
+        if self.report is not None:
+            write_report(self.report, build_report([(lane.log, lane.summary.as_dict(), lane.outputs.meta)
+                                                    for lane in self.lanes]))  # fmt: skip
+        return RunSummary([lane.summary for lane in self.lanes], wall_s=wall,
+                          fps=aggregate_fps([lane.log for lane in self.lanes]))
+
+    # -- compute thread --------------------------------------------------------------------------
+    def _compute(self) -> None:
         try:
-            emit(processor.finish())
+            while self._round():
+                pass
+        except BaseException as exc:  # a failed round cannot be pinned on one stream: end them all
+            self._error = exc
+            for lane in self.lanes:
+                if lane.state != CLOSED:
+                    self.scheduler.close(lane.sid)
+                    lane.state = CLOSED
+                    lane.source.request_stop()
+                    lane.writer.close()
+        finally:
+            self._computed.set()
+
+    def _round(self) -> bool:
+        """Admit frames, run one scheduler round, hand the maps to the writers; False when every stream is done."""
+        self.wake.clear()
+        self._apply_stop()
+        for lane in self.lanes:
+            if lane.writer.error and lane.state != CLOSED:
+                self._end(lane, "output failed", flush=False)
+        got = self._admit(self.lanes)
+        if got and self.max_batch_wait_s > 0:
+            self._gather()
+        if not self.scheduler.has_work():
+            self._retire()
+            if all(lane.state == CLOSED for lane in self.lanes):
+                return False
+            if not any(lane.pending for lane in self.lanes):
+                self.wake.wait(IDLE_WAIT_S)
+            return True
+        try:
+            results = self.scheduler.run()
+        except KeyboardInterrupt:  # raised by a scheduler in this thread: stop as for Ctrl-C
+            self.stop(INTERRUPTED, interrupted=True)
+            return True
+        ready = time.perf_counter()
+        self.rounds += 1
+        for r in results:
+            lane = self._by_sid[r.stream_id]
+            frame: Frame = r.payload
+            record = lane.log.add(r.index, frame.timestamp, ready, getattr(r, "timings_ms", None), lane.last_event_s)
+            lane.summary.frames += 1
+            lane.writer.put(Job(r, frame, record))
+        open_streams = set(self.scheduler.streams)
+        for lane in self.lanes:
+            lane.pending = False
+            if lane.sid in open_streams:
+                lane.memory_last = self.scheduler.stream_memory(lane.sid)
+                lane.memory_peak = max(lane.memory_peak, lane.memory_last)
+        self._retire()
+        return True
+
+    def _apply_stop(self) -> None:
+        if self._stop_reason is None:
+            return
+        for lane in self.lanes:
+            if lane.state == OPEN:
+                self._end(lane, self._stop_reason, flush=not self._abort)
+            elif lane.state == FINISHING and self._abort:
+                self.scheduler.close(lane.sid)
+
+    def _admit(self, lanes: Sequence[_Lane]) -> list[_Lane]:
+        """At most one new frame per open stream with room downstream; ends streams whose source ended."""
+        got = []
+        for lane in lanes:
+            if lane.state != OPEN or lane.pending or lane.writer.full:
+                continue
+            frame, ended = lane.source.poll()
+            if frame is not None:
+                if self._push(lane, frame):
+                    got.append(lane)
+            elif ended:
+                self._end(lane, None)
+        return got
+
+    def _gather(self) -> None:
+        """``--max-batch-wait-ms``: wait (at most that long) until every open stream has a frame for this round."""
+        deadline = time.perf_counter() + self.max_batch_wait_s
+        while self._stop_reason is None:
+            missing = [lane for lane in self.lanes if lane.state == OPEN and not lane.pending and not lane.writer.full]
+            left = deadline - time.perf_counter()
+            if not missing or left <= 0:
+                return
+            self.wake.clear()
+            if not self._admit(missing):
+                self.wake.wait(left)
+
+    def _push(self, lane: _Lane, frame: Frame) -> bool:
+        now = time.perf_counter()
+        try:
+            check_pushable(frame.image)
+            self.scheduler.push(lane.sid, frame.image, payload=frame)
         except KeyboardInterrupt:
-            summary.interrupted = True
-            summary.stop_reason = "interrupted (Ctrl-C)"
-    finally:
-        _fill(summary, source, processor, log, t0)
-        summary.notes.extend(outputs.close(log, summary.as_dict()))
+            self.stop(INTERRUPTED, interrupted=True)
+            return False
+        except ValueError as exc:  # a broken frame ends its own stream only (what came before is flushed)
+            self._end(lane, f"frame {frame.index} failed: {exc}")
+            return False
+        lane.pending = True
+        lane.last_event_s = now
+        lane.summary.frames_pushed += 1
+        if self.max_frames is not None and lane.summary.frames_pushed >= self.max_frames:
+            self._end(lane, f"--max-frames {self.max_frames} reached")
+        return True
+
+    def _end(self, lane: _Lane, reason: str | None, *, flush: bool = True) -> None:
+        """End one stream: stop its source; flush its remaining maps (or drop them)."""
+        if lane.state == CLOSED or (lane.state == FINISHING and flush):
+            return
+        if reason is not None and lane.summary.stop_reason == END_OF_STREAM:
+            lane.summary.stop_reason = reason
+        lane.source.request_stop()
+        if flush:
+            self.scheduler.finish(lane.sid)
+            lane.last_event_s = time.perf_counter()
+            lane.state = FINISHING
+        else:
+            self.scheduler.close(lane.sid)
+            lane.state = FINISHING  # retired (writer closed) by the next _retire
+
+    def _retire(self) -> None:
+        """Streams the scheduler no longer holds (flushed or closed): no more maps, close their writers."""
+        open_streams = set(self.scheduler.streams)
+        for lane in self.lanes:
+            if lane.state == FINISHING and lane.sid not in open_streams:
+                lane.state = CLOSED
+                lane.writer.close()
+
+
+def check_pushable(image: Any) -> None:
+    """``ValueError`` unless ``image`` is a non-empty RGB ``uint8 [h, w, 3]`` frame."""
+    check_frame(image)
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"frame is empty ({image.shape[0]}x{image.shape[1]})")
+
+
+def run_stream(source: FrameSource, scheduler: Scheduler, outputs: Outputs, **kwargs: Any) -> StreamSummary:
+    """One stream through the pipeline; returns its summary (``kwargs``: see :class:`Pipeline`)."""
+    run = Pipeline(scheduler, [(source, outputs)], **kwargs).run()
+    summary = run.streams[0]
+    summary.notes.extend(run.notes)
     return summary
-
-
-def _fill(summary: StreamSummary, source: FrameSource, processor: Processor, log: LatencyLog, t0: float) -> None:
-    summary.wall_s = round(time.perf_counter() - t0, 3)
-    summary.dropped_frames = source.dropped
-    summary.source_error = source.error
-    if source.error and summary.stop_reason == "end of stream":
-        summary.stop_reason = "source disconnected"
-    summary.fps = round(log.fps(), 3)
-    summary.latency_ms = percentiles(log.e2e_ms)
-    summary.compute_ms = log.stage_stats().get("total", {})
-    delay = getattr(processor, "delay_frames", None)
-    summary.delay_frames = delay
-    if delay is not None and source.fps > 0:
-        summary.delay_ms = round(delay * 1000.0 / source.fps, 3)

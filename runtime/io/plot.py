@@ -15,8 +15,11 @@ def have_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def save_latency_plot(log: LatencyLog, path: str | os.PathLike, title: str = "") -> str | None:
-    """Write the PNG; returns a note instead when matplotlib is missing or nothing was measured."""
+def save_latency_plot(log: LatencyLog, path: str | os.PathLike, title: str = "", live: bool = True) -> str | None:
+    """Write the PNG; returns a note instead when matplotlib is missing or nothing was measured.
+
+    ``live``: plot capture -> map (a live source); else push -> map (a file read as fast as possible).
+    """
     if not have_matplotlib():
         return f"latency plot {path} skipped: matplotlib is not installed (pip install matplotlib)"
     if len(log) == 0:
@@ -28,10 +31,15 @@ def save_latency_plot(log: LatencyLog, path: str | os.PathLike, title: str = "")
 
     t = np.asarray(log.ready_s) - (log.start_s or 0.0)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
-    ax1.plot(t, log.e2e_ms, lw=1, label="end-to-end (capture -> map)")
-    compute = [d.get("total", sum(v for k, v in d.items() if k != "output")) for d in log.stages_ms]
-    if any(compute):
-        ax1.plot(t, compute, lw=1, alpha=0.7, label="compute of the producing call")
+    if live:
+        ax1.plot(t, log.e2e_ms, lw=1, label="end-to-end (capture -> map)")
+    else:
+        ax1.plot(t, log.processing_ms, lw=1, label="processing (push -> map)")
+    compute = log.stage("total")
+    if not np.all(np.isnan(compute)):
+        ax1.plot(t, compute, lw=1, alpha=0.7, label="compute of the producing round")
+    if log.output_ms.size:
+        ax1.plot(t, log.stage("output"), lw=1, alpha=0.7, label="output stage (writer thread)")
     ax1.set_xlabel("time since first frame (s)")
     ax1.set_ylabel("latency (ms)")
     ax1.set_title("per-frame latency")

@@ -106,6 +106,8 @@ class FrameSource:
         self._ended = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.wake: threading.Event | None = None
+        """Set on every new frame and at the end of the stream (a consumer watching many sources waits on it)."""
 
     # -- producer ---------------------------------------------------------------------------------
     def start(self) -> FrameSource:
@@ -139,6 +141,11 @@ class FrameSource:
             with self._cond:
                 self._ended = True
                 self._cond.notify_all()
+            self._notify()
+
+    def _notify(self) -> None:
+        if self.wake is not None:
+            self.wake.set()
 
     def _put(self, frame: Frame) -> None:
         with self._cond:
@@ -150,6 +157,7 @@ class FrameSource:
                     self._cond.wait(0.1)
             self._buf.append(frame)
             self._cond.notify_all()
+        self._notify()
 
     @property
     def finished(self) -> bool:
@@ -173,15 +181,30 @@ class FrameSource:
             self._cond.notify_all()
             return frame
 
+    def poll(self) -> tuple[Frame | None, bool]:
+        """Without waiting: ``(oldest queued frame or None, ended)``; ``ended`` is True only once the
+        source has stopped *and* every frame was taken, so no frame is ever left behind."""
+        self.start()
+        with self._cond:
+            if self._buf:
+                frame = self._buf.popleft()
+                self._cond.notify_all()
+                return frame, False
+            return None, self._ended
+
+    def request_stop(self) -> None:
+        """Ask the capture thread to stop, without waiting for it (``stop()`` waits and releases)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
     def __iter__(self) -> Iterator[Frame]:
         while (frame := self.get()) is not None:
             yield frame
 
     def stop(self) -> None:
         """Stop capturing and release the device or file (idempotent)."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.request_stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
             if self._thread.is_alive():  # stuck in a blocking read: releasing now could crash the decoder
@@ -199,12 +222,15 @@ class FrameSource:
 
 # -- concrete sources -----------------------------------------------------------------------------
 def _capture_reader(cap: cv2.VideoCapture, what: str, live: bool) -> Reader:
+    buf: list[np.ndarray] = []  # the decoder's BGR frame, reused (only the RGB copy travels on)
+
     def read() -> np.ndarray | None:
-        ok, bgr = cap.read()
+        ok, bgr = cap.read(buf[0]) if buf else cap.read()
         if not ok or bgr is None:
             if live:
                 raise SourceEnded(f"{what} stopped delivering frames (disconnected?)")
             return None
+        buf[:] = [bgr]
         return _to_rgb(bgr)
 
     return read

@@ -84,16 +84,6 @@ class ServerModel:
     def int(self, key: str) -> int:
         return int(self.params[key])
 
-    def _release(self) -> None:
-        """END a sequence the model refused, so Triton frees its slot now rather than at the idle timeout."""
-        try:
-            self._request(np.zeros((0, 0, 3), np.uint8), end=True, start=False)
-        except UserError:
-            pass  # the model does not know the refused stream: that error is expected
-        finally:
-            self._open = False
-            self.close()
-
     def close(self) -> None:  # the pipeline closes "the backend"; the stream closes itself
         pass
 
