@@ -111,14 +111,16 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         raise UserError(f"--out: {exc}") from None
     opts = OutputOptions(video=out / "overlay.mp4", maps=out / "maps", maps_format="png",
-                         report=out / "report.json", plot=out / "latency.png")
+                         report=out / "report.json", plot=out / "latency.png", show=args.show,
+                         view_port=args.view_port, view_address=args.view_address)
+    live = args.show or args.view_port is not None  # someone watches: play at the clip's frame rate
     check_outputs(opts)
     if args.source:
         source_path = args.source
     else:
         source_path = str(make_sample_clip(out / "sample.mp4", args.frames))
         print(f"generated sample clip {source_path} ({args.frames} frames, {SAMPLE_HW[1]}x{SAMPLE_HW[0]})")
-    source = open_source(source=source_path)
+    source = open_source(source=source_path, realtime=live)
     try:
         processor = open_processor("ort", checkpoint=str(checkpoint), device="cpu", lookahead=args.lookahead)
     except BaseException:
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     be = processor.backend
     meta = {"source": source.name, "source_kind": source.kind, "source_fps": round(source.fps, 3),
-            "realtime": False, "backend": be.name, "precision": be.precision, "device": str(be.device),
+            "realtime": live, "backend": be.name, "precision": be.precision, "device": str(be.device),
             "lookahead": processor.lookahead, "backward_chunk": processor.backward_chunk,
             "radius": processor.radius, "delay_frames": processor.delay_frames}
     summary = execute(source, processor, opts, meta, args.frames if args.source else None)

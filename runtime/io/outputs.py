@@ -1,4 +1,5 @@
-"""Stream outputs: ``--show`` window, ``--save-video``, ``--save-maps``, ``--report`` and ``--plot``.
+"""Stream outputs: ``--show`` window, ``--view-port`` browser view, ``--save-video``, ``--save-maps``,
+``--report`` and ``--plot``.
 
 Every path is checked writable by :func:`check_outputs` *before* streaming starts; :class:`Outputs`
 then receives each result and is always finalised by :meth:`Outputs.close` (video closed, report and
@@ -19,11 +20,12 @@ import numpy as np
 
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import check_writable_dir
-from esan.runtime.io.overlay import map_to_frame, overlay, put_status, to_uint8
+from esan.runtime.io.overlay import map_to_frame, overlay, to_uint8
 from esan.runtime.io.report import LatencyLog, build_report, write_report
+from esan.runtime.io.tiles import status_text
+from esan.runtime.io.window import Window, display_available
 
 MAP_FORMATS = ("npy", "png")
-QUIT_KEYS = (ord("q"), ord("Q"), 27)
 
 
 @dataclass
@@ -34,6 +36,8 @@ class OutputOptions:
     maps_format: str = "npy"
     report: Path | None = None
     plot: Path | None = None
+    view_port: int | None = None
+    view_address: str = "127.0.0.1"
 
     def describe(self) -> dict[str, str]:
         out = {k: str(getattr(self, k)) for k in ("video", "maps", "report", "plot") if getattr(self, k)}
@@ -55,6 +59,8 @@ def _writable_parent(path: Path, what: str) -> None:
 
 def check_outputs(opts: OutputOptions) -> None:
     """Refuse unusable output paths with one clear line, before any frame is read."""
+    if opts.view_port is not None and not 0 <= opts.view_port <= 65535:
+        raise UserError(f"--view-port must be 0..65535 (0: any free port), got {opts.view_port}")
     if opts.maps_format not in MAP_FORMATS:
         raise UserError(f"--maps-format must be one of {', '.join(MAP_FORMATS)}, got {opts.maps_format!r}")
     if opts.video:
@@ -90,18 +96,6 @@ def _probe_video_writer(path: Path) -> None:
         raise UserError(f"--save-video {path}: OpenCV cannot write mp4v video to this file type; use .mp4")
 
 
-def display_available() -> tuple[bool, str]:
-    """Whether ``cv2.imshow`` can work here, and why not."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False, "no display (DISPLAY is not set)"
-    try:
-        cv2.namedWindow("esan-rt-probe", cv2.WINDOW_NORMAL)
-        cv2.destroyWindow("esan-rt-probe")
-    except cv2.error:
-        return False, "this OpenCV build has no GUI support (opencv-python-headless?)"
-    return True, ""
-
-
 class Outputs:
     """Receives stream results and writes every requested output; ``close`` finalises them all."""
 
@@ -113,23 +107,29 @@ class Outputs:
         self.notes: list[str] = []
         self._writer: cv2.VideoWriter | None = None
         self._video_size: tuple[int, int] | None = None
-        self._show = False
+        self.window: Window | None = None
+        self.live: Any = None  # LiveView when --view-port
         self.maps_written = 0
         self.video_frames = 0
         self.closed = False
         if opts.show:
             ok, why = display_available()
             if ok:
-                self._show = True
-                cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+                self.window = Window(title)
             else:
                 self.notes.append(f"--show skipped: {why}; the stream runs without a window")
+                print(f"esan-rt: {self.notes[-1]}", file=sys.stderr, flush=True)
+        if opts.view_port is not None:
+            from esan.runtime.io.live_view import LiveView
+
+            self.live = LiveView(opts.view_port, opts.view_address, title=title)
+            print(f"esan-rt: live view on {self.live.url} (open it in a browser)", file=sys.stderr, flush=True)
         if opts.maps:
             opts.maps.mkdir(parents=True, exist_ok=True)
 
     @property
     def needs_overlay(self) -> bool:
-        return self._show or self.opts.video is not None
+        return self.window is not None or self.live is not None or self.opts.video is not None
 
     def write(self, result: Any, image: np.ndarray, log: LatencyLog) -> bool:
         """Write one result (``image`` is the original RGB frame); ``False`` when the user asked to quit."""
@@ -144,12 +144,16 @@ class Outputs:
         canvas = overlay(image, frame_map)
         if self.opts.video:
             self._write_video(canvas)
-        if self._show:
-            lat = log.e2e_ms[-1] if len(log) else 0.0
-            put_status(canvas, f"{log.recent_fps():5.1f} fps  latency {lat:6.1f} ms  frame {result.index}")
-            cv2.imshow(self.title, canvas)
-            if (cv2.waitKey(1) & 0xFF) in QUIT_KEYS:
-                return False
+        if self.window is None and self.live is None:
+            return True
+        sid = getattr(result, "stream_id", 0)
+        source_index = getattr(result.payload, "index", result.index)  # counts dropped frames too
+        status = status_text(sid, fps=log.recent_fps(), latency_ms=log.e2e_ms[-1] if len(log) else 0.0,
+                             drops=max(0, source_index - result.index), frame=result.index)
+        if self.live is not None:
+            self.live.publish(sid, canvas, status)
+        if self.window is not None:
+            return self.window.publish(sid, canvas, status, frame_rgb=image)
         return True
 
     def _write_map(self, result: Any, frame_map: np.ndarray | None) -> None:
@@ -181,12 +185,10 @@ class Outputs:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        if self._show:
-            try:
-                cv2.destroyWindow(self.title)
-                cv2.waitKey(1)
-            except cv2.error:
-                pass
+        if self.window is not None:
+            self.window.close()
+        if self.live is not None:
+            self.live.close()
         if self.opts.report:
             report = build_report(log, summary, self.meta)
             report["outputs"].update(maps_written=self.maps_written, video_frames=self.video_frames)
