@@ -66,8 +66,21 @@ def test_routes_page_status_and_snapshots(view: LiveView) -> None:
     assert code == 200 and ctype == "image/jpeg" and one.shape == (90, 160, 3) and abs(level_of(one) - 200) <= 2
     mosaic = cv2.imdecode(np.frombuffer(fetch(url + "snapshot.jpg")[2], np.uint8), cv2.IMREAD_COLOR)
     assert mosaic.shape[1] > 2 * W  # two tiles side by side
-    assert fetch(url + "stream/nope.mjpg")[0] == 404 and fetch(url + "elsewhere")[0] == 404
-    assert fetch(url + "snapshot/7.mjpg")[0] == 404
+    assert fetch(url + "snapshot/nope.jpg")[0] == 404 and fetch(url + "elsewhere")[0] == 404
+    assert fetch(url + "snapshot/7.mjpg")[0] == 404 and fetch(url + "stream/7.jpg")[0] == 404
+    view.publish("a b", picture(90), "spaces")
+    assert fetch(url + "snapshot/a%20b.jpg")[0] == 200
+
+
+def test_a_stream_url_opened_before_the_stream_starts_waits_for_it(view: LiveView) -> None:
+    got: list = []
+    t = threading.Thread(target=lambda: got.extend(read_mjpeg(view.url + "stream/3.mjpg", 1)))
+    t.start()
+    time.sleep(0.3)
+    view.publish(1, picture(10), "another stream")
+    view.publish(3, picture(170), "this one")
+    t.join(timeout=30)
+    assert len(got) == 1 and abs(level_of(got[0]) - 170) <= 2
 
 
 def test_mjpeg_parts_are_jpegs_of_the_latest_picture(view: LiveView) -> None:

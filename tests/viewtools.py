@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -166,3 +167,28 @@ def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     if ys.size == 0:
         return None
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+class Cli:
+    """``esan-rt ...`` in a subprocess; stderr is collected by a thread (the live view's URL is on it)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "esan.runtime.cli", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+        self.err: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
+
+    def url(self) -> str:
+        def find() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode} before serving: {''.join(self.err)[-2000:]}")
+            return next((ln.split(" on ", 1)[1].split()[0] for ln in self.err if "live view on http" in ln), None)
+
+        return wait_until(find, 300, "the live view's address")
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        out = self.proc.communicate(timeout=timeout)[0]
+        self._reader.join(timeout=10)
+        return self.proc.returncode, out

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import cv2
 import numpy as np
@@ -37,7 +37,7 @@ from esan.runtime.io.live_page import page_html
 from esan.runtime.io.tiles import tile
 
 BOUNDARY = "esanframe"
-SEND_BUFFER = 256 * 1024  # per viewer: a slow one sees fresh pictures, not seconds of buffered ones
+SEND_BUFFER = 128 * 1024  # per viewer: a slow one sees fresh pictures, not seconds of buffered ones
 MOSAIC = object()  # the key of the all-streams picture
 
 
@@ -134,9 +134,14 @@ class LiveView:
                     "viewers_total": self.viewers_total, "streams": len(self._slots)}
 
     # -- the viewers' side ------------------------------------------------------------------------
-    def key_for(self, name: str) -> Hashable | None:
+    def key_for(self, name: str, wait: bool = False) -> Hashable | None:
+        """The stream called ``name`` in URLs; with ``wait``, waits for it to appear (``None`` if closed)."""
         with self._cond:
-            return next((k for k in self._slots if str(k) == name), None)
+            while True:
+                key = next((k for k in self._slots if str(k) == name), None)
+                if key is not None or not wait or self.closed:
+                    return key
+                self._cond.wait(0.5)
 
     def _version(self, key: Any) -> int:
         if key is MOSAIC:
@@ -250,14 +255,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, "text/html; charset=utf-8", page_html(view.title).encode())
             elif path == "/status.json":
                 self._send(200, "application/json", json.dumps(view.status()).encode())
-            elif path in ("/mosaic.mjpg", "/snapshot.jpg"):
-                self._picture(MOSAIC, live=path.endswith(".mjpg"))
-            elif m := re.fullmatch(r"/(stream|snapshot)/([^/]+)\.(mjpg|jpg)", path):
-                key = view.key_for(m[2])
-                if key is None or (m[1] == "stream") != (m[3] == "mjpg"):
-                    self._send(404, "text/plain", b"no such stream\n")
-                else:
-                    self._picture(key, live=m[1] == "stream")
+            elif path == "/snapshot.jpg":
+                self._snapshot(MOSAIC)
+            elif path == "/mosaic.mjpg":
+                with view._viewer(self.connection):
+                    self._live(MOSAIC)
+            elif m := re.fullmatch(r"/snapshot/([^/]+)\.jpg", path):
+                self._snapshot(view.key_for(unquote(m[1])))
+            elif m := re.fullmatch(r"/stream/([^/]+)\.mjpg", path):
+                with view._viewer(self.connection):
+                    key = view.key_for(unquote(m[1]), wait=True)  # opened early: wait for the stream to start
+                    if key is not None:
+                        self._live(key)
             else:
                 self._send(404, "text/plain", b"not found: try /\n")
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
@@ -271,15 +280,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _picture(self, key: Any, live: bool) -> None:
+    def _snapshot(self, key: Any) -> None:
+        got = None if key is None else self.server.view.jpeg(key)
+        if got is None:
+            self._send(404 if key is None else 503, "text/plain", b"no such stream, or no picture yet\n")
+        else:
+            self._send(200, "image/jpeg", got[1])
+
+    def _live(self, key: Any) -> None:
+        """MJPEG: the newest picture of ``key`` whenever there is a new one and this viewer is ready."""
         view = self.server.view
-        if not live:
-            got = view.jpeg(key)
-            if got is None:
-                self._send(503, "text/plain", b"no picture yet\n")
-            else:
-                self._send(200, "image/jpeg", got[1])
-            return
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
@@ -288,14 +298,13 @@ class _Handler(BaseHTTPRequestHandler):
         # each part is followed by the next boundary at once, so browsers show it without waiting
         self.wfile.write(f"--{BOUNDARY}\r\n".encode())
         last, tail = -1, f"\r\n--{BOUNDARY}\r\n".encode()
-        with view._viewer(self.connection):
-            while not view.closed:
-                got = view.wait_new(key, last, timeout=0.5)
-                if got is None:
-                    continue
-                last, data = got
-                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                self.wfile.write(head + data + tail)
-                view._count_sent()
-                if view._stop.wait(view.min_gap_s):
-                    break
+        while not view.closed:
+            got = view.wait_new(key, last, timeout=0.5)
+            if got is None:
+                continue
+            last, data = got
+            head = f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            self.wfile.write(head + data + tail)
+            view._count_sent()
+            if view._stop.wait(view.min_gap_s):
+                break
