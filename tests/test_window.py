@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import BUNDLE_LOOKAHEAD
-from viewtools import Cli, bbox, colour_fraction, gray_clip, gui_opencv, wait_until, xvfb
+from viewtools import Cli, bbox, colour_fraction, gray_clip, gui_opencv, wait_painted, wait_until, xvfb
 
 pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
                                 reason="needs Xvfb and xdotool (apt-get install xvfb xdotool; .ci/run does)")
@@ -46,7 +46,8 @@ def test_window_shows_the_overlay_at_a_readable_size_and_obeys_its_keys(tmp_path
                   env={"DISPLAY": display})
         try:
             try:
-                wait_until(lambda: (w := window()) is not None and colour_fraction(w) > 0.05, 300, "the window")
+                wait_painted(lambda: (w := window()) is not None and colour_fraction(w) > 0.05, display, "esan-rt",
+                             300, "the window")
             except AssertionError:
                 cv2.imwrite(str(tmp_path / "screen.png"), screenshot())
                 raise AssertionError(f"no window with the overlay (screen: {tmp_path / 'screen.png'}); "
@@ -105,11 +106,13 @@ def test_several_streams_tile_in_one_window(tmp_path: Path) -> None:
         env = {**os.environ, "DISPLAY": display}
         proc = subprocess.Popen([sys.executable, "-c", TILES_SCRIPT], env=env, stderr=subprocess.PIPE, text=True)
         try:
-            def green(shot: np.ndarray) -> np.ndarray:
-                return (shot[..., 1] > 200) & (shot[..., 0] < 60) & (shot[..., 2] < 60)
+            def tiles() -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+                shot = screenshot()
+                pure = [(shot[..., c] > 200) & (shot[..., (c + 1) % 3] < 60) & (shot[..., (c + 2) % 3] < 60)
+                        for c in range(3)]  # blue, green, red pixels
+                return (shot, bbox(pure[1])) if all(p.any() for p in pure) else None  # all three are up
 
-            box = wait_until(lambda: bbox(green(screenshot())), 120, "the green tile")  # the 2nd tile
-            shot = screenshot()
+            shot, box = wait_painted(tiles, display, "esan-rt tiles", 120, "the three tiles")
             cv2.imwrite(str(tmp_path / "tiles.png"), shot)
             wid = wait_until(lambda: subprocess.run(["xdotool", "search", "--name", "esan-rt tiles"], env=env,
                                                     capture_output=True, text=True).stdout.split(), 30, "the id")[0]
@@ -132,3 +135,47 @@ def test_several_streams_tile_in_one_window(tmp_path: Path) -> None:
     for col, row in ((0, 0), (1, 0), (0, 1)):  # each tile has its status line
         y, x = row * (ch + 2), col * (cw + 2)
         assert (shot[y: y + 30, x: x + cw] > 230).all(axis=2).sum() > 40
+
+
+BIG_SCRIPT = """
+import sys, time
+import numpy as np
+from esan.runtime.io.window import Window, screen_size
+
+print(screen_size(), flush=True)
+window = Window("esan-rt big")  # sized from the screen
+frame = np.full((1080, 1920, 3), (40, 160, 90), np.uint8)  # a full-HD camera
+deadline = time.time() + 120
+while time.time() < deadline and window.publish(0, frame, "#0  full HD"):
+    time.sleep(0.05)
+sys.exit(0 if time.time() < deadline else 3)
+"""
+
+
+def test_a_frame_larger_than_the_screen_opens_capped_to_it(tmp_path: Path) -> None:
+    with xvfb(tmp_path, size=(1280, 800)) as (display, screenshot):
+        ok, why = gui_opencv(display)
+        if not ok:
+            pytest.skip(f"this OpenCV cannot open a window (opencv-python-headless?): {why}")
+        env = {**os.environ, "DISPLAY": display}
+        proc = subprocess.Popen([sys.executable, "-c", BIG_SCRIPT], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            def picture() -> tuple[int, int, int, int] | None:  # where the frame's colour is on screen
+                box = bbox(np.abs(screenshot().astype(int) - (40, 160, 90)).max(axis=2) < 8)
+                return box if box is not None and box[2] - box[0] > 300 else None
+
+            box = wait_painted(picture, display, "esan-rt big", 120, "the window")
+            wid = wait_until(lambda: subprocess.run(["xdotool", "search", "--name", "esan-rt big"], env=env,
+                                                    capture_output=True, text=True).stdout.split(), 30, "the id")[0]
+            subprocess.run(["xdotool", "windowfocus", "--sync", wid, "key", "Escape"], env=env, timeout=30,
+                           check=True)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, err[-1500:]
+    assert out.splitlines()[0] == "(1280, 800)"  # read from the X server
+    x0, y0, x1, y1 = box  # the picture below its status bar
+    assert (x0, x1, y1) == (0, 1152, 648)  # 16:9 kept, 90 % of the screen's width

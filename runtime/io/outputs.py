@@ -117,7 +117,9 @@ class Outputs:
             if ok:
                 self.window = Window(title)
             else:
-                self.notes.append(f"--show skipped: {why}; the stream runs without a window")
+                watch = "the live view still runs" if opts.view_port is not None else \
+                    "the stream runs without a window (watch it in a browser with --view-port PORT)"
+                self.notes.append(f"--show skipped: {why}; {watch}")
                 print(f"esan-rt: {self.notes[-1]}", file=sys.stderr, flush=True)
         if opts.view_port is not None:
             from esan.runtime.io.live_view import LiveView

@@ -34,15 +34,14 @@ FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/
 def display_available() -> tuple[bool, str]:
     """Whether an OpenCV window can open here, and what to do if not."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False, "no display (DISPLAY is not set); watch in a browser with --view-port PORT instead"
+        return False, "no display (DISPLAY is not set)"
     _fix_qt_fonts()
     try:
         cv2.namedWindow("esan-rt-probe", cv2.WINDOW_AUTOSIZE)
         cv2.destroyWindow("esan-rt-probe")
     except cv2.error:
-        return False, ("this OpenCV build has no GUI support (opencv-python-headless); for the window run "
-                       "`pip uninstall -y opencv-python-headless opencv-python && pip install opencv-python`, "
-                       "or watch in a browser with --view-port PORT")
+        return False, ("this OpenCV build has no GUI support (opencv-python-headless); for the window: "
+                       "pip uninstall -y opencv-python-headless opencv-python && pip install opencv-python")
     return True, ""
 
 
@@ -102,7 +101,6 @@ class Window:
         self._last_draw = 0.0
         self._closed = False
         _fix_qt_fonts()
-        cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
     def publish(self, stream_id: Hashable, overlay_bgr: np.ndarray, status: str,
                 frame_rgb: np.ndarray | None = None) -> bool:
@@ -163,6 +161,8 @@ class Window:
         mosaic = self.render()
         if mosaic is None:
             return
+        if self.shown is None:  # created with its first picture (not as an empty box while the model loads)
+            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.imshow(self.title, mosaic)
         self.shown = mosaic
         self._last_draw = time.perf_counter()
