@@ -1,7 +1,8 @@
 """``esan-rt demo``: the shipped tiny model on a generated clip, on ONNX Runtime CPU, in seconds.
 
 Writes ``sample.mp4`` (unless ``--source``), ``overlay.mp4``, ``maps/*.png``, ``report.json`` and
-``latency.png`` into ``--out`` and prints a short summary.
+``latency.png`` into ``--out`` and prints a short summary. With ``--show`` / ``--view-port`` someone is
+watching, so the clip plays at its frame rate (as a live source would) instead of as fast as possible.
 """
 
 from __future__ import annotations
