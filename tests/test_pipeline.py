@@ -235,7 +235,7 @@ class FakeDisplay:
         self.pump_threads: set[str] = set()
         self.closed = False
 
-    def publish(self, stream_id: int, bgr: np.ndarray, status: str) -> None:
+    def publish(self, stream_id: int, bgr: np.ndarray, status: str, frame_rgb: np.ndarray | None = None) -> None:
         self.shown[stream_id] = (bgr.shape, status)
 
     def pump(self) -> bool:
@@ -259,13 +259,3 @@ def test_quit_key_in_the_window_ends_every_stream(tmp_path: Path) -> None:
     for i, s in enumerate(run.streams):
         assert s.stop_reason == "quit by the user" and 0 < s.frames == s.frames_pushed < 100_000
         assert len(written(tmp_path / f"maps{i}")) == s.frames
-
-
-def test_tiles_of_several_streams() -> None:
-    from esan.runtime.io.display import tile
-
-    a = np.full((90, 160, 3), 50, np.uint8)
-    b = np.full((40, 30, 3), 200, np.uint8)
-    view = tile([(a, "#0"), (b, "#1"), None], width=320)
-    assert view.shape == (2 * 180, 2 * 320, 3)  # 2x2 grid, every tile at the first one's aspect ratio
-    assert view[170, 10, 0] == 50 and view[170, 330, 0] == 200 and not view[200:, 330:].any()

@@ -44,7 +44,8 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
                    help="fp32 or fp16 (default: the bundle's, fp32 for a checkpoint)")
     p.add_argument("--show", action="store_true",
-                   help="show the overlay in a window, streams tiled (q or Esc quits)")
+                   help="show the overlay in a window, streams tiled (q/Esc quit, space pauses, o toggles the overlay)")
+    _view_args(p)
     p.add_argument("--save-video", metavar="OUT.mp4",
                    help="write the overlay video (mp4v, source fps); several streams: put {stream} in the path")
     p.add_argument("--save-maps", metavar="DIR",
@@ -70,11 +71,23 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
                 "error, 130 Ctrl-C (outputs are still flushed and written).")
 
 
+def _view_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--view-port", type=int, metavar="PORT",
+                   help="serve a live page of the overlays on http://127.0.0.1:PORT/ (0: any free port); "
+                        "from another machine: ssh -L PORT:127.0.0.1:PORT this-host")
+    p.add_argument("--view-address", default="127.0.0.1", metavar="ADDR",
+                   help="address the live page listens on (default: 127.0.0.1, this machine only; "
+                        "0.0.0.0 exposes it to the network, without any password)")
+
+
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="PATH", help="video or folder to use instead of a generated sample clip")
     p.add_argument("--out", default="./esan-demo", metavar="DIR", help="output folder (default: ./esan-demo)")
     p.add_argument("--frames", type=int, default=120, metavar="N", help="frames to generate / process (default: 120)")
     p.add_argument("--lookahead", type=int, default=8, metavar="L", help="lookahead (default: 8)")
+    p.add_argument("--show", action="store_true",
+                   help="also show it in a window, at the clip's frame rate (q/Esc quit, space pauses, o overlay)")
+    _view_args(p)
     p.add_argument("--checkpoint", help=argparse.SUPPRESS)  # advanced: another checkpoint than the shipped one
 
 

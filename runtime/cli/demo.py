@@ -3,7 +3,7 @@
 The clip plays as a simulated live camera (paced at its frame rate, oldest frames dropped if the
 pipeline falls behind), so the latency it prints is capture -> map, what a user of a camera gets.
 Writes ``sample.mp4`` (unless ``--source``), ``overlay.mp4``, ``maps/*.png``, ``report.json`` and
-``latency.png`` into ``--out`` and prints a short summary.
+``latency.png`` into ``--out`` and prints a short summary; ``--show`` / ``--view-port`` let you watch it.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         raise UserError(f"--out: {exc}") from None
     opts = OutputOptions(video=out / "overlay.mp4", maps=out / "maps", maps_format="png",
-                         report=out / "report.json", plot=out / "latency.png")
+                         report=out / "report.json", plot=out / "latency.png", show=args.show,
+                         view_port=args.view_port, view_address=args.view_address)
     check_outputs(opts)
     if args.source:
         source_path = args.source

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from esan.runtime.core.errors import UserError
-from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs, open_display, stream_options
+from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs, stream_options
 from esan.runtime.io.pipeline import Pipeline
 from esan.runtime.io.sources import FrameSource, open_source, redact_url
 from esan.runtime.io.summary import RunSummary
@@ -145,7 +145,8 @@ def stream_meta(args: argparse.Namespace, source: FrameSource, scheduler: Any, s
 def output_options(args: argparse.Namespace) -> OutputOptions:
     p = lambda v: Path(v) if v else None  # noqa: E731
     return OutputOptions(show=bool(args.show), video=p(args.save_video), maps=p(args.save_maps),
-                         maps_format=args.maps_format, report=p(args.report), plot=p(args.plot))
+                         maps_format=args.maps_format, report=p(args.report), plot=p(args.plot),
+                         view_port=args.view_port, view_address=args.view_address)
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -183,7 +184,10 @@ def execute(
 ) -> RunSummary:
     """Run the streams with the given outputs (shared by ``stream`` and ``demo``); always releases everything."""
     try:
-        display, notes = open_display(opts, len(sources), "esan-rt: " + ", ".join(s.name for s in sources))
+        from esan.runtime.io.viewers import open_viewers
+
+        display, notes = open_viewers(opts.show, opts.view_port, opts.view_address,
+                                      "esan-rt: " + ", ".join(redact_url(s.name) for s in sources))
         outputs = [Outputs(o, meta, fps=src.fps, title=f"esan-rt: {src.name}", stream_id=i, display=display)
                    for i, (o, meta, src) in enumerate(zip(stream_options(opts, len(sources)), metas, sources,
                                                           strict=True))]  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,4 +51,28 @@ def run_handler(handler: str, args: argparse.Namespace, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:
+        hint = opencv_import_hint(exc)
+        if hint is None:
+            raise
+        print(f"{prog}: error: {hint}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def opencv_import_hint(exc: ImportError) -> str | None:
+    """One line on how to fix an OpenCV that cannot load its system libraries, or ``None`` if it is not that.
+
+    The GUI wheel (``opencv-python``, the base install) links ``libGL``, GLib and X11 libraries that slim
+    server images lack; the headless wheel provides the same ``cv2`` module without them.
+    """
+    tb, from_cv2 = exc.__traceback__, False
+    while tb is not None:
+        from_cv2 |= f"{os.sep}cv2{os.sep}" in tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    if not (from_cv2 and ".so" in str(exc)):
+        return None
+    return (f"OpenCV cannot load a system library ({exc}). On a machine without a display install them "
+            "(apt-get install libgl1 libglib2.0-0) or switch to the headless OpenCV: "
+            "pip uninstall -y opencv-python && pip install opencv-python-headless "
+            "(then watch with --view-port instead of --show)")

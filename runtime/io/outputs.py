@@ -1,4 +1,5 @@
-"""Stream outputs: ``--show`` window, ``--save-video``, ``--save-maps``, ``--report`` and ``--plot``.
+"""Stream outputs: ``--show`` window, ``--view-port`` browser view, ``--save-video``, ``--save-maps``,
+``--report`` and ``--plot``.
 
 Every path is checked writable by :func:`check_outputs` *before* streaming starts (with several
 streams, each stream's paths: ``DIR/<i>/`` maps, ``{stream}`` in the video and plot paths). One
@@ -21,9 +22,10 @@ import numpy as np
 
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import check_writable_dir
-from esan.runtime.io.display import TiledDisplay, display_available
 from esan.runtime.io.overlay import Renderer
 from esan.runtime.io.report import LatencyLog
+from esan.runtime.io.tiles import status_text
+from esan.runtime.io.viewers import Viewers
 
 MAP_FORMATS = ("npy", "png")
 STREAM_FIELD = "{stream}"
@@ -42,6 +44,8 @@ class OutputOptions:
     maps_format: str = "npy"
     report: Path | None = None
     plot: Path | None = None
+    view_port: int | None = None
+    view_address: str = "127.0.0.1"
 
     def describe(self) -> dict[str, str]:
         out = {k: str(getattr(self, k)) for k in ("video", "maps", "report", "plot") if getattr(self, k)}
@@ -85,6 +89,8 @@ def stream_options(opts: OutputOptions, streams: int) -> list[OutputOptions]:
 
 def check_outputs(opts: OutputOptions, streams: int = 1) -> list[OutputOptions]:
     """Refuse unusable output paths with one clear line, before any frame is read; returns each stream's options."""
+    if opts.view_port is not None and not 0 <= opts.view_port <= 65535:
+        raise UserError(f"--view-port must be 0..65535 (0: any free port), got {opts.view_port}")
     per_stream = stream_options(opts, streams)
     for o in per_stream:
         _check_stream_outputs(o)
@@ -128,25 +134,15 @@ def _probe_video_writer(path: Path) -> None:
         raise UserError(f"--save-video {path}: OpenCV cannot write mp4v video to this file type; use .mp4")
 
 
-def open_display(opts: OutputOptions, streams: int, title: str) -> tuple[TiledDisplay | None, list[str]]:
-    """The ``--show`` window (one for every stream), or ``None`` and a note saying why not."""
-    if not opts.show:
-        return None, []
-    ok, why = display_available()
-    if not ok:
-        return None, [f"--show skipped: {why}; the stream runs without a window"]
-    return TiledDisplay(title, streams), []
-
-
 class Outputs:
     """Writes one stream's results (on its writer thread); ``finish`` closes the video, ``finalise`` plots.
 
-    ``meta`` describes the stream and the run (it goes into the report); ``display`` is the shared
-    ``--show`` window, if any.
+    ``meta`` describes the stream and the run (it goes into the report); ``display`` is the run's
+    ``--show`` window and ``--view-port`` page (``esan.runtime.io.viewers``), if any.
     """
 
     def __init__(self, opts: OutputOptions, meta: dict[str, Any], *, fps: float, title: str = "esan-rt",
-                 stream_id: int = 0, display: TiledDisplay | None = None) -> None:  # fmt: skip
+                 stream_id: int = 0, display: Viewers | None = None) -> None:  # fmt: skip
         self.opts = opts
         self.meta = {**meta, "outputs": opts.describe()}
         self.fps = fps
@@ -178,9 +174,10 @@ class Outputs:
         if self.opts.video:
             self._write_video(canvas)
         if self.display is not None:
-            lat = log.latest(end_to_end=self.live)
-            self.display.publish(self.stream_id, canvas.copy(), f"#{self.stream_id} {log.recent_fps():5.1f} fps  "
-                                 f"latency {lat:6.1f} ms  frame {result.index}")
+            source_index = getattr(result.payload, "index", result.index)  # counts dropped frames too
+            status = status_text(self.stream_id, fps=log.recent_fps(), latency_ms=log.latest(end_to_end=self.live),
+                                 drops=max(0, source_index - result.index), frame=result.index)
+            self.display.publish(self.stream_id, canvas, status, frame_rgb=image)
 
     def _write_map(self, result: Any, frame_hw: tuple[int, int]) -> None:
         """npy: the model-size map; png: the map on the original frame, 8-bit."""

@@ -31,11 +31,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from esan.runtime.core.scheduler import check_frame
-from esan.runtime.io.display import TiledDisplay
 from esan.runtime.io.outputs import Outputs
 from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
 from esan.runtime.io.sources import Frame, FrameSource
 from esan.runtime.io.summary import END_OF_STREAM, RunSummary, StreamSummary
+from esan.runtime.io.viewers import Viewers
 from esan.runtime.io.writer import DEFAULT_CAPACITY, Job, OutputWriter
 
 IDLE_WAIT_S = 0.05
@@ -93,7 +93,7 @@ class Pipeline:
         max_frames: int | None = None,
         max_batch_wait_ms: float = 0.0,
         report: Path | None = None,
-        display: TiledDisplay | None = None,
+        display: Viewers | None = None,
         output_queue: int = DEFAULT_CAPACITY,
     ) -> None:
         if not streams:
