@@ -21,7 +21,9 @@ def test_write_only_repository(tiny_bundle, tmp_path, capsys) -> None:
     repo = tmp_path / "repo"
     rc = main(["serve", "--bundle", str(tiny_bundle), "--model-repository", str(repo), "--write-only",
                "--max-streams", "6", "--idle-timeout", "2.5", "--max-frame-pixels", "1000"])
-    assert rc == 0 and capsys.readouterr().out.strip() == str(repo)
+    captured = capsys.readouterr()
+    assert rc == 0 and captured.out.strip() == str(repo)
+    assert "esan-rt serve: backend ort on cpu:" in captured.err  # --backend/--device auto, said in one line
     model = repo / "esan"
     config = (model / "config.pbtxt").read_text()
     assert 'backend: "python"' in config and "max_batch_size: 6" in config

@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         _log(f"no --checkpoint/--bundle given: serving the bundled tiny demo model {DEMO_CHECKPOINT.name}")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist; check the path")
+    from esan.runtime.backends.select import choose_backend
+
+    choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
+    args.backend, args.device = choice.backend, choice.device
+    _log(choice.line())
     lookahead = args.lookahead
     if lookahead is None:
         lookahead = 8 if args.bundle is None else _bundle_lookahead(args.bundle)

@@ -23,8 +23,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                    help="install tritonserver (nvidia-pytriton) into its own folder first, then go on")
     p.add_argument("--tritonserver", metavar="PATH", help="a tritonserver binary or install (default: the one "
                    "--install-server put in $ESAN_TRITON_DIR, else nvidia-pytriton in this Python)")
-    p.add_argument("--backend", choices=("ort", "trt"), default="ort", help="engines (default: ort)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU instances) (default: cpu)")
+    p.add_argument("--backend", choices=("auto", "ort", "trt"), default="auto",
+                   help="engines (default: auto = TensorRT with a GPU, else ONNX Runtime on CUDA, else on the CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (GPU instances) (default: auto)")
     p.add_argument("--lookahead", type=int, metavar="L", help="default: the bundle's (8 for a checkpoint)")
     p.add_argument("--backward-chunk", type=int, default=1, metavar="C", help="approximation (default: 1 = exact)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default=None, help="default: the bundle's")
