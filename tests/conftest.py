@@ -118,3 +118,21 @@ def ort_backend(tiny_bundle):
 def backend(request):
     """Each CPU backend in turn (the ort one skips while the exporter is missing)."""
     return request.getfixturevalue(f"{request.param}_backend")
+
+
+@pytest.fixture
+def shared_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``ESAN_CACHE_DIR`` shared by the session's CLI tests (a checkpoint is exported once), one thread."""
+    cache = tmp_path_factory.getbasetemp() / "esan-cache"
+    monkeypatch.setenv("ESAN_CACHE_DIR", str(cache))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return cache
+
+
+@pytest.fixture
+def l8_bundle(tiny_checkpoint: Path, shared_cache: Path) -> Path:
+    """The tiny checkpoint exported through the bundle cache with L = 8 (what ``--checkpoint`` streams use)."""
+    from esan.export.bundle_cache import ensure_bundle
+
+    return ensure_bundle(tiny_checkpoint, 8, "fp32", "standard", log=lambda m: None)
+

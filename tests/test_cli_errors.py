@@ -19,11 +19,7 @@ from esan.runtime.cli import main
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None; from esan.runtime.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-@pytest.fixture(autouse=True)
-def _shared_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path_factory.getbasetemp() / "esan-cache"
-    monkeypatch.setenv("ESAN_CACHE_DIR", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("shared_cache")  # one bundle cache for the session, one thread
 
 
 @pytest.fixture
@@ -33,13 +29,6 @@ def frames(tmp_path: Path) -> Path:
     for i in range(3):
         cv2.imwrite(str(d / f"{i:03d}.png"), np.full((30, 40, 3), 40 * i, np.uint8))
     return d
-
-
-@pytest.fixture
-def l8_bundle(tiny_checkpoint: Path, _shared_cache: Path) -> Path:
-    from esan.export.bundle_cache import ensure_bundle
-
-    return ensure_bundle(tiny_checkpoint, 8, "fp32", "standard", log=lambda m: None)
 
 
 def run_cli(capfd: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:

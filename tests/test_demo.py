@@ -12,12 +12,7 @@ import pytest
 
 from esan.runtime.cli import demo, main
 
-
-@pytest.fixture(autouse=True)
-def _shared_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path_factory.getbasetemp() / "esan-cache"
-    monkeypatch.setenv("ESAN_CACHE_DIR", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("shared_cache")  # one bundle cache for the session, one thread
 
 
 def test_demo_writes_everything(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:

@@ -21,19 +21,7 @@ from esan.runtime.cli import main
 LOOKAHEAD = "2"
 
 
-@pytest.fixture(autouse=True)
-def _shared_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path_factory.getbasetemp() / "esan-cache"
-    monkeypatch.setenv("ESAN_CACHE_DIR", str(cache))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return cache
-
-
-@pytest.fixture
-def l8_bundle(tiny_checkpoint: Path, _shared_cache: Path) -> Path:
-    from esan.export.bundle_cache import ensure_bundle
-
-    return ensure_bundle(tiny_checkpoint, 8, "fp32", "standard", log=lambda m: None)
+pytestmark = pytest.mark.usefixtures("shared_cache")  # one bundle cache for the session, one thread
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 20.0) -> list[np.ndarray]:

@@ -25,19 +25,7 @@ TOL = 1e-4
 WINDOW = 5  # 2T + 1 for the tiny preset (T = 2)
 
 
-@pytest.fixture(autouse=True)
-def _shared_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path_factory.getbasetemp() / "esan-cache"
-    monkeypatch.setenv("ESAN_CACHE_DIR", str(cache))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return cache
-
-
-@pytest.fixture
-def l8_bundle(tiny_checkpoint: Path, _shared_cache: Path) -> Path:
-    from esan.export.bundle_cache import ensure_bundle
-
-    return ensure_bundle(tiny_checkpoint, 8, "fp32", "standard", log=lambda m: None)
+pytestmark = pytest.mark.usefixtures("shared_cache")  # one bundle cache for the session, one thread
 
 
 def write_png_folder(folder: Path, frames: list[np.ndarray]) -> Path:
