@@ -20,8 +20,8 @@ from esan.runtime.core.assets import DEMO_CHECKPOINT
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_path, check_writable_dir
 from esan.runtime.io.outputs import OutputOptions, check_outputs
-from esan.runtime.io.overlay import put_status
 from esan.runtime.io.sources import open_source
+from esan.runtime.io.tiles import draw_status
 
 SAMPLE_HW = (360, 480)
 SAMPLE_FPS = 25.0
@@ -79,7 +79,7 @@ def write_preview(video: Path, out_png: Path, tiles: int = 4) -> Path | None:
     labelled = []
     for i in picks:
         tile = frames[i].copy()
-        put_status(tile, f"frame {i}")
+        draw_status(tile, f"frame {i}")
         labelled.append(tile)
     half = (tiles + 1) // 2
     blank = [np.zeros_like(labelled[0])] * (2 * half - tiles)

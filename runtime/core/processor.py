@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from esan.runtime.core.backend_api import Backend
-from esan.runtime.core.scheduler import MultiStreamScheduler, check_frame
+from esan.runtime.core.scheduler import MultiStreamScheduler
 from esan.runtime.core.stream_state import STAGES, StreamResult
 
 __all__ = ["STAGES", "StreamProcessor", "StreamResult"]
@@ -93,8 +93,7 @@ class StreamProcessor:
 
     def push(self, frame: np.ndarray, payload: Any = None) -> list[StreamResult]:
         """Add RGB ``uint8 [h, w, 3]`` frame; returns the maps that became ready (0 or 1, C at once if chunked)."""
-        check_frame(frame)
-        self._scheduler.push(_STREAM, frame, payload)
+        self._scheduler.push(_STREAM, frame, payload)  # validates the frame
         return self._scheduler.run()
 
     def finish(self) -> list[StreamResult]:

@@ -177,7 +177,8 @@ class Outputs:
             source_index = getattr(result.payload, "index", result.index)  # counts dropped frames too
             status = status_text(self.stream_id, fps=log.recent_fps(), latency_ms=log.latest(end_to_end=self.live),
                                  drops=max(0, source_index - result.index), frame=result.index)
-            self.display.publish(self.stream_id, canvas, status, frame_rgb=image)
+            # the renderer reuses its buffer for the next map: viewers get their own copy
+            self.display.publish(self.stream_id, canvas.copy(), status, frame_rgb=image)
 
     def _write_map(self, result: Any, frame_hw: tuple[int, int]) -> None:
         """npy: the model-size map; png: the map on the original frame, 8-bit."""

@@ -13,14 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from esan.runtime.core.letterbox import Box, unletterbox
+from esan.runtime.core.letterbox import Box
 
 ALPHA = 0.6
-
-
-def map_to_frame(saliency: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> np.ndarray:
-    """``float32 [h, w]`` map on the original frame (padding cropped, resized back)."""
-    return unletterbox(np.asarray(saliency, np.float32), box, frame_hw)
 
 
 def to_uint8(saliency: np.ndarray) -> np.ndarray:
@@ -77,7 +72,7 @@ class Renderer:
         return cv2.add(out, hot, dst=out)
 
     def map_u8(self, saliency: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> np.ndarray:
-        """``to_uint8(map_to_frame(...))`` in two OpenCV calls (the PNG maps), in a reused buffer."""
+        """``to_uint8(unletterbox(...))`` in two OpenCV calls (the PNG maps), in a reused buffer."""
         h, w = frame_hw
         crop = np.asarray(saliency, np.float32)[box.top:box.top + box.height, box.left:box.left + box.width]
         frame_map = cv2.resize(crop, (w, h), dst=self._buffer("map", (h, w), np.float32),
@@ -91,14 +86,5 @@ def overlay(frame_rgb: np.ndarray, saliency: np.ndarray, box: Box, alpha: float 
 
 
 def frame_map_u8(saliency: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> np.ndarray:
-    """``to_uint8(map_to_frame(...))`` (rounded, saturated) into a fresh array."""
+    """``to_uint8(unletterbox(...))`` (rounded, saturated) into a fresh array."""
     return Renderer().map_u8(saliency, box, frame_hw)
-
-
-def put_status(image_bgr: np.ndarray, text: str) -> np.ndarray:
-    """Draw a status line (e.g. fps and latency) in the top-left corner, in place."""
-    scale = max(0.4, min(image_bgr.shape[:2]) / 600.0)
-    org = (8, int(22 * scale) + 6)
-    cv2.putText(image_bgr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image_bgr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return image_bgr

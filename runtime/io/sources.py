@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -31,6 +32,7 @@ from esan.runtime.core.framefiles import list_frames
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_FPS = 25.0
 CAMERA_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 _SECRET_QUERY = re.compile(
@@ -277,6 +279,16 @@ def _run_with_timeout(fn: Callable[[], object], timeout: float) -> tuple[bool, o
     return (bool(box), box[0] if box else None)
 
 
+def _probe(fn: Callable[[], T], timeout: float, late: str, failed: str) -> T:
+    """``fn()`` (an OpenCV open) within ``timeout`` s; a ``UserError`` saying ``late`` or ``failed: <why>``."""
+    done, result = _call_with_timeout(fn, timeout)
+    if not done:
+        raise UserError(late)
+    if isinstance(result, Exception):
+        raise result if isinstance(result, UserError) else UserError(f"{failed}: {result}")
+    return result  # type: ignore[return-value]
+
+
 def open_camera(index: int, *, queue_size: int = 4, timeout: float = CAMERA_TIMEOUT_S) -> FrameSource:
     """Camera ``index`` via ``cv2.VideoCapture``; one clear error within ``timeout`` seconds if unusable."""
 
@@ -291,12 +303,8 @@ def open_camera(index: int, *, queue_size: int = 4, timeout: float = CAMERA_TIME
             raise UserError(f"camera {index} opened but delivered no frame; is it in use by another program?")
         return cap, bgr
 
-    done, result = _call_with_timeout(probe, timeout)
-    if not done:
-        raise UserError(f"camera {index} did not deliver a frame within {timeout:.0f} s; check --camera N")
-    if isinstance(result, Exception):
-        raise result if isinstance(result, UserError) else UserError(f"cannot open camera {index}: {result}")
-    cap, _ = result  # the probe frame is stale by the time streaming starts: drop it
+    cap, _ = _probe(probe, timeout, f"camera {index} did not deliver a frame within {timeout:.0f} s; check --camera N",
+                    f"cannot open camera {index}")  # the probe frame is stale by the time streaming starts: drop it
     return FrameSource(
         _capture_reader(cap, f"camera {index}", live=True), name=f"camera:{index}", kind="camera",
         live=True, fps=_fps(cap), queue_size=queue_size, close=cap.release,
@@ -315,12 +323,8 @@ def open_url(url: str, *, queue_size: int = 4, timeout: float = 10.0) -> FrameSo
             raise UserError(f"cannot open stream {shown}: unreachable, wrong address or unsupported format")
         return cap
 
-    done, result = _call_with_timeout(probe, timeout + 2.0)
-    if not done:
-        raise UserError(f"stream {shown} did not open within {timeout:.0f} s")
-    if isinstance(result, Exception):
-        raise result if isinstance(result, UserError) else UserError(f"cannot open stream {shown}: {result}")
-    cap = result
+    cap = _probe(probe, timeout + 2.0, f"stream {shown} did not open within {timeout:.0f} s",
+                 f"cannot open stream {shown}")
     return FrameSource(
         _capture_reader(cap, f"stream {shown}", live=True), name=url, kind="url", live=True,
         fps=_fps(cap), queue_size=queue_size, close=cap.release,

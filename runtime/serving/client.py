@@ -19,6 +19,7 @@ import numpy as np
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.letterbox import Box
 from esan.runtime.core.processor import StreamResult
+from esan.runtime.core.scheduler import check_frame
 from esan.runtime.serving import protocol as P
 
 CLIENT_HINT = "pip install 'esan-rt[serve]'"
@@ -195,9 +196,7 @@ class RemoteStream:
 
     def push(self, frame: np.ndarray, payload: Any = None) -> list[StreamResult]:
         """Send RGB ``uint8 [h, w, 3]`` ``frame``; returns the maps that became ready (0 or 1 once warmed up)."""
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            desc = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-            raise ValueError(f"frame must be an RGB uint8 array [h, w, 3], got {desc}")
+        check_frame(frame)
         index = self._sent
         self._pending[index] = (payload, (int(frame.shape[0]), int(frame.shape[1])))
         try:

@@ -20,7 +20,7 @@ import numpy as np
 
 from esan.runtime.core.scheduler import check_frame
 from esan.runtime.core.stream_state import StreamResult
-from esan.runtime.serving.client import RemoteStream, ServerModel, check_address, connect, server_for
+from esan.runtime.serving.client import RemoteStream, check_address, connect, server_for
 
 
 class RemoteScheduler:
@@ -115,5 +115,3 @@ class RemoteScheduler:
             self.close(sid)
         self._pool.shutdown(wait=True)
 
-
-__all__ = ["RemoteScheduler", "ServerModel"]
