@@ -9,7 +9,6 @@ profile's maximum, and single-stream calls still run batch 1.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import shutil
@@ -17,10 +16,9 @@ import sys
 import types
 
 import numpy as np
-import onnxruntime
 import pytest
 from conftest import BUNDLE_LOOKAHEAD, make_clip
-from trt_fakes import FakeCudart
+from trt_fakes import FakeCudart, fake_tensorrt_module
 
 from esan.runtime.backends import open_backend
 from esan.runtime.core.bundle import GRAPH_NAMES, load_bundle
@@ -30,83 +28,7 @@ from esan.runtime.core.scheduler import MultiStreamScheduler
 
 def dynamic_fake_tensorrt(bundle, max_batch: int, calls: list) -> types.ModuleType:
     """``tensorrt`` whose engines have a dynamic batch axis (profile 1 .. ``max_batch`` streams)."""
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = "10.13.0"
-    trt.DataType = types.SimpleNamespace(FLOAT="f4", HALF="f2", UINT8="u1")
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
-    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
-    trt.init_libnvinfer_plugins = lambda logger, namespace: True
-
-    def view(ptr, shape, dtype):
-        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        return np.frombuffer((ctypes.c_char * n).from_address(ptr), dtype).reshape(shape)
-
-    class Context:
-        def __init__(self, graph):
-            self.graph, self.addr, self.shapes = graph, {}, {}
-            so = onnxruntime.SessionOptions()
-            so.intra_op_num_threads = 1
-            self.session = onnxruntime.InferenceSession(str(graph.file), so, providers=["CPUExecutionProvider"])
-
-        def set_input_shape(self, name, shape):
-            spec = next(t for t in self.graph.inputs if t.name == name)
-            batch, rest = divmod(shape[0], spec.rows)
-            ok = rest == 0 and 1 <= batch <= max_batch and tuple(shape[1:]) == spec.at_batch(1)[1:]
-            if ok:
-                self.shapes[name] = tuple(shape)
-            return ok
-
-        def set_tensor_address(self, name, ptr):
-            self.addr[name] = ptr
-            return True
-
-        def execute_async_v3(self, stream):
-            feeds = {t.name: view(self.addr[t.name], self.shapes[t.name], t.dtype) for t in self.graph.inputs}
-            batches = {shape[0] // t.rows for t in self.graph.inputs for shape in [self.shapes[t.name]]}
-            assert len(batches) == 1, f"{self.graph.name}: inputs set to different batches {batches}"
-            calls.append((self.graph.name, batches.pop()))
-            outs = self.session.run([t.name for t in self.graph.outputs], feeds)
-            for t, value in zip(self.graph.outputs, outs, strict=True):
-                view(self.addr[t.name], value.shape, t.dtype)[...] = value
-            return True
-
-    class Engine:
-        def __init__(self, graph):
-            self.graph = graph
-            self.io = [(t, "in") for t in graph.inputs] + [(t, "out") for t in graph.outputs]
-            self.num_io_tensors = len(self.io)
-
-        def get_tensor_name(self, i):
-            return self.io[i][0].name
-
-        def _find(self, name):
-            return next((t, mode) for t, mode in self.io if t.name == name)
-
-        def get_tensor_mode(self, name):
-            return self._find(name)[1]
-
-        def get_tensor_shape(self, name):
-            return (-1, *self._find(name)[0].at_batch(1)[1:])
-
-        def get_tensor_profile_shape(self, name, profile):
-            t = self._find(name)[0]
-            return t.at_batch(1), t.at_batch(max_batch), t.at_batch(max_batch)
-
-        def get_tensor_dtype(self, name):
-            return {"float32": "f4", "float16": "f2", "uint8": "u1"}[self._find(name)[0].dtype]
-
-        def create_execution_context(self):
-            return Context(self.graph)
-
-    class Runtime:
-        def __init__(self, logger):
-            pass
-
-        def deserialize_cuda_engine(self, data):
-            return Engine(bundle.graphs[data.decode()])
-
-    trt.Runtime = Runtime
-    return trt
+    return fake_tensorrt_module(bundle, max_batch=max_batch, calls=calls)
 
 
 @pytest.fixture

@@ -123,11 +123,14 @@ def bundle_with_engines(src: Path, root: Path, tensorrt_version: str = "10.13.0"
     return root
 
 
-def fake_tensorrt_module(bundle, *, context_fails: str | None = None, refuse_address: str | None = None):
+def fake_tensorrt_module(bundle, *, context_fails: str | None = None, refuse_address: str | None = None,
+                         max_batch: int | None = None, calls: list | None = None):
     """``tensorrt`` whose engines run the bundle's ONNX graphs with ONNX Runtime on host memory.
 
     ``context_fails``: the graph whose ``create_execution_context`` returns None (out of GPU memory);
     ``refuse_address``: ``"graph:tensor"`` whose ``set_tensor_address`` returns False.
+    ``max_batch``: engines with a dynamic batch axis (profile 1 .. ``max_batch`` streams; else static batch 1);
+    ``calls`` then records ``(graph, streams)`` per execution.
     ``trt.plugin_inits`` records the loggers handed to ``init_libnvinfer_plugins``.
     """
     trt = types.ModuleType("tensorrt")
@@ -138,12 +141,26 @@ def fake_tensorrt_module(bundle, *, context_fails: str | None = None, refuse_add
     trt.plugin_inits = []
     trt.init_libnvinfer_plugins = lambda logger, namespace: trt.plugin_inits.append(logger) or True
 
+    def view(ptr, shape, dtype):
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return np.frombuffer((ctypes.c_char * n).from_address(ptr), dtype).reshape(shape)
+
     class Context:
         def __init__(self, graph):
             self.graph, self.addr = graph, {}
+            self.shapes = {t.name: t.at_batch(1) for t in graph.inputs}  # static engines: batch 1
             so = onnxruntime.SessionOptions()
             so.intra_op_num_threads = 1
             self.session = onnxruntime.InferenceSession(str(graph.file), so, providers=["CPUExecutionProvider"])
+
+        def set_input_shape(self, name, shape):
+            spec = next(t for t in self.graph.inputs if t.name == name)
+            batch, rest = divmod(shape[0], spec.rows)
+            ok = max_batch is not None and rest == 0 and 1 <= batch <= max_batch
+            if ok and tuple(shape[1:]) == spec.at_batch(1)[1:]:
+                self.shapes[name] = tuple(shape)
+                return True
+            return False
 
         def set_tensor_address(self, name, ptr):
             if refuse_address == f"{self.graph.name}:{name}":
@@ -152,14 +169,14 @@ def fake_tensorrt_module(bundle, *, context_fails: str | None = None, refuse_add
             return True
 
         def execute_async_v3(self, stream):
-            def view(t):  # engines built for batch 1 (static shapes)
-                shape = t.at_batch(1)
-                n = int(np.prod(shape)) * np.dtype(t.dtype).itemsize
-                return np.frombuffer((ctypes.c_char * n).from_address(self.addr[t.name]), t.dtype).reshape(shape)
-
-            outs = self.session.run([t.name for t in self.graph.outputs], {t.name: view(t) for t in self.graph.inputs})
+            feeds = {t.name: view(self.addr[t.name], self.shapes[t.name], t.dtype) for t in self.graph.inputs}
+            batches = {self.shapes[t.name][0] // t.rows for t in self.graph.inputs}
+            assert len(batches) == 1, f"{self.graph.name}: inputs set to different batches {batches}"
+            if calls is not None:
+                calls.append((self.graph.name, batches.pop()))
+            outs = self.session.run([t.name for t in self.graph.outputs], feeds)
             for t, value in zip(self.graph.outputs, outs, strict=True):
-                view(t)[...] = value
+                view(self.addr[t.name], value.shape, t.dtype)[...] = value
             return True
 
     class Engine:
@@ -178,7 +195,12 @@ def fake_tensorrt_module(bundle, *, context_fails: str | None = None, refuse_add
             return self._find(name)[1]
 
         def get_tensor_shape(self, name):
-            return self._find(name)[0].at_batch(1)
+            shape = self._find(name)[0].at_batch(1)
+            return shape if max_batch is None else (-1, *shape[1:])
+
+        def get_tensor_profile_shape(self, name, profile):
+            t = self._find(name)[0]
+            return t.at_batch(1), t.at_batch(max_batch or 1), t.at_batch(max_batch or 1)
 
         def get_tensor_dtype(self, name):
             return {"float32": "f4", "float16": "f2", "uint8": "u1"}[self._find(name)[0].dtype]
