@@ -6,7 +6,7 @@ building blocks and casts as ``TorchBackend``) and ``NaiveStepper`` the naive on
 (naive: raw frames), the reference projections of the frame being aligned (a ``T+1``-slot delay line:
 frame ``t`` is aligned once ``t+T`` has arrived), the last ``L+1`` projected inputs (naive: ``A_t``)
 and ``Hf`` live in ring buffers that shift by one slot per frame (slot ``-1`` = newest). Frame 0 is
-replicated into every slot, which is exactly the clamped start of DESIGN.md section 2. Once the
+replicated into every slot, which is exactly the clamped start of docs/design.md section 2. Once the
 pipeline is full (frame ``L+T`` on), one push = encode + align + forward step + ``L+1`` backward
 steps + decode, all on the static tensors, so on CUDA that step is captured once as a
 ``torch.cuda.CUDAGraph`` and replayed (``cuda_graph=True``; state is snapshotted around the warm-up

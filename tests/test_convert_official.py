@@ -13,7 +13,7 @@ VGG_STAGES = (0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4)  # stage of each conv
 
 
 def authors_shapes(widths=(64, 128, 256, 512, 512), g: int = 8, hidden: int | None = None) -> dict[str, tuple]:
-    """The authors' ESAN-epoch_18.pth layout, written out from DESIGN.md section 1 (paper config by
+    """The authors' ESAN-epoch_18.pth layout, written out from docs/design.md section 1 (paper config by
     default; smaller ``widths``/``g``/``hidden`` give a small file of the same layout for fast tests)."""
     nf = widths[4]
     hidden = hidden or nf

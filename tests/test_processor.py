@@ -1,4 +1,4 @@
-"""StreamProcessor: streamed maps equal ``ESAN.forward`` (DESIGN.md section 2) on every CPU backend.
+"""StreamProcessor: streamed maps equal ``ESAN.forward`` (docs/design.md section 2) on every CPU backend.
 
 Frames are 50x120 (wider than the tiny model's 64x96), so letterboxing pads and the valid mask
 matters; the reference clip is built with ``esan.runtime.core.letterbox.preprocess``.

@@ -1,4 +1,4 @@
-"""ESAN.forward against a deliberately naive, frame-at-a-time re-implementation of DESIGN.md section 2.
+"""ESAN.forward against a deliberately naive, frame-at-a-time re-implementation of docs/design.md section 2.
 
 The naive version uses plain concatenation convs (no cached halves), one frame and one window at a
 time, and recomputes every backward window from scratch, so it checks the cached/batched forward.

@@ -1,6 +1,6 @@
 """Import the authors' released ESAN-VSP weights (``ESAN-epoch_18.pth``, a plain state dict).
 
-Their key names are ours (DESIGN.md section 1). Their forward pass runs the *forward* cell in both
+Their key names are ours (docs/design.md section 1). Their forward pass runs the *forward* cell in both
 directions, so the backward cell's stored weights are dead: we copy the forward cell into
 ``lstm_back`` to reproduce their model, and say so. ``esan.train.checkpoint.load`` recognises such a
 file by its keys (``is_official``) and converts it in memory with ``load_official``.

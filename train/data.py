@@ -1,4 +1,4 @@
-"""Dataset readers and clip sampling for training (DESIGN.md section 5).
+"""Dataset readers and clip sampling for training (docs/design.md section 5).
 
 Layout: ``ROOT/<dataset>/<split>/<video>/images/*``, ``maps/<stem>.png`` (continuous map) and
 ``fixation/maps/<stem>.mat`` (key ``I``, binary) or ``fixation/maps/<stem>.png`` (binary).

@@ -29,7 +29,7 @@ def split_conv(x: Tensor, conv: nn.Conv2d, start: int, stop: int, bias: bool) ->
     """Apply the input-channel slice ``[start:stop]`` of ``conv`` to ``x``.
 
     ``conv(cat(a, b)) == split_conv(a, conv, 0, ca, False) + split_conv(b, conv, ca, ca + cb, True)``:
-    the per-frame halves can be cached (DESIGN.md section 2, exact saving 2).
+    the per-frame halves can be cached (docs/design.md section 2, exact saving 2).
     """
     weight = conv.weight[:, start:stop]
     return F.conv2d(x, weight, conv.bias if bias else None, conv.stride, conv.padding, conv.dilation)
@@ -146,7 +146,7 @@ class ConvLSTMCell(nn.Module):
         self.conv = nn.Conv2d(in_ch + hidden, 4 * hidden, 3, padding=1)
 
     def project_input(self, x: Tensor) -> Tensor:
-        """The ``W_x * x + b`` part of the gates (DESIGN.md section 2, exact saving 3)."""
+        """The ``W_x * x + b`` part of the gates (docs/design.md section 2, exact saving 3)."""
         return split_conv(x, self.conv, 0, self.in_ch, bias=True)
 
     def step(self, x_proj: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:

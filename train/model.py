@@ -1,4 +1,4 @@
-"""The ESAN network and its streaming reference (DESIGN.md sections 1 and 2).
+"""The ESAN network and its streaming reference (docs/design.md sections 1 and 2).
 
 ``forward`` is written in terms of the public building blocks the runtime also uses:
 ``encode`` (one frame -> cached features and projections), ``align`` (one window -> projected

@@ -1,6 +1,6 @@
 """Whole-video inference from the model's building blocks.
 
-``predict_maps`` gives exactly ``model.forward(video, lookahead=L)`` (DESIGN.md section 2) for
+``predict_maps`` gives exactly ``model.forward(video, lookahead=L)`` (docs/design.md section 2) for
 videos of any length by processing chunks of frames and carrying the cell states across them, so
 compute memory is bounded; the letterboxed frames (``FrameStore``) and the maps of the whole video
 are held in memory (for a long video with an integer lookahead, ``esan-rt stream --backend torch

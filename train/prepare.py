@@ -1,7 +1,7 @@
 """``esan-train prepare DATASET --src DOWNLOAD --out ROOT``: an official download -> the project's layout.
 
 Writes ``ROOT/<DHF1K|Hollywood-2|UCF>/<split>/<video>/images/<stem>.*``, ``maps/<stem>.*`` and
-``fixation/maps/<stem>.*`` (DESIGN.md section 5), reading the layouts of
+``fixation/maps/<stem>.*`` (docs/design.md section 5), reading the layouts of
 :mod:`esan.train.prepare_layouts`. Each video is written into ``ROOT/.esan-prepare-tmp/`` and renamed
 into place only once complete, with a marker file (``.esan-prepared.json``) inside: an interrupted
 run continues where it stopped and a half-written video never looks complete. Frames and annotations

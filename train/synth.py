@@ -1,4 +1,4 @@
-"""A small synthetic saliency dataset in the DESIGN.md layout (``OUT/synth/<split>/<video>/...``).
+"""A small synthetic saliency dataset in the docs/design.md layout (``OUT/synth/<split>/<video>/...``).
 
 Each video: a textured background (blurred noise plus stripes), static distractors (dull squares)
 and moving discs that appear, bounce around and disappear. Simulated observers look at the moving

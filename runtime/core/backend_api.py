@@ -1,7 +1,7 @@
 """One interface for every inference backend (torch, ONNX Runtime, native TensorRT).
 
 The idea is a Polygraphy-like *runner*: the streaming core (``esan.runtime.core.scheduler``) only calls
-the five engine stages of DESIGN.md section 3 and never looks inside the arrays it gets back.
+the five engine stages of docs/design.md section 3 and never looks inside the arrays it gets back.
 
 * ``encode(frame, valid)`` — encoder: ``uint8 [1,H,W,3]`` letterboxed RGB and ``uint8 [1,H,W,1]``
   valid mask -> cache entry ``dict[name, Array]`` (names of docs/contracts.md);

@@ -1,6 +1,6 @@
-"""Clock-free streaming core: frames in, saliency maps out, exactly DESIGN.md section 2.
+"""Clock-free streaming core: frames in, saliency maps out, exactly docs/design.md section 2.
 
-``StreamProcessor`` drives a backend (``esan.runtime.backends``) over the engine split of DESIGN.md
+``StreamProcessor`` drives a backend (``esan.runtime.backends``) over the engine split of docs/design.md
 section 3. With radius ``T``, lookahead ``L`` and backward chunk ``C`` (default 1), the schedule is:
 
 * **push of frame n** — letterbox + valid mask (preprocess), ``encode`` once; the entry goes into a

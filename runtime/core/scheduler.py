@@ -1,8 +1,8 @@
 """Many streams, one schedule: each stage runs once per round for every stream that has work in it.
 
 ``MultiStreamScheduler`` holds one ``StreamState`` per stream (ring of encoder entries, carried forward
-state, pending ``xb``/``Hf``, geometry; DESIGN.md section 6) and drives a backend over the engine split of
-DESIGN.md section 3. One ``run()`` is one scheduling round:
+state, pending ``xb``/``Hf``, geometry; docs/design.md section 6) and drives a backend over the engine split of
+docs/design.md section 3. One ``run()`` is one scheduling round:
 
 1. **encode** -- every stream with a queued frame contributes its oldest one; the frames are letterboxed
    and encoded in one ``encode_batch`` call (batch B = streams with a frame);

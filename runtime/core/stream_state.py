@@ -77,7 +77,7 @@ class EmitTask:
 
 
 class StreamState:
-    """Everything one stream carries between frames (DESIGN.md section 6): nothing is shared across streams.
+    """Everything one stream carries between frames (docs/design.md section 6): nothing is shared across streams.
 
     ``entries`` (encoder ring, at most ``2T+1``), ``xb`` and ``hf`` (outputs not yet emitted, at most ``L+C``),
     the carried forward ``state``, per-frame ``frames`` metadata and the frames queued but not yet encoded.

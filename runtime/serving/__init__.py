@@ -1,4 +1,4 @@
-"""Serving ESAN-RT on NVIDIA Triton Inference Server (DESIGN.md section 6).
+"""Serving ESAN-RT on NVIDIA Triton Inference Server (docs/design.md section 6).
 
 * ``repository`` -- writes a Triton model repository (model ``esan``: config.pbtxt + a thin model.py + the bundle);
 * ``triton_model`` -- the Python-backend model; ``router`` -- its requests -> ``MultiStreamScheduler`` rounds;
