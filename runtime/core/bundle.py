@@ -160,6 +160,24 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def bundle_file(root: Path, name: Any, what: str, fail) -> Path:
+    """``root / name`` for a file the manifest names; ``fail`` unless it resolves inside ``root``.
+
+    The name is hostile: it must be a relative string, and the resolved path (symlinks followed) must stay
+    inside the resolved bundle folder, so a manifest cannot make the runtime read or hash files elsewhere.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        fail(f"{what} names no file ({name!r})")
+    path = root / name
+    try:
+        inside = Path(name).is_absolute() is False and path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, an unreadable folder
+        inside = False
+    if not inside:
+        fail(f"{what} file {name!r} lies outside the bundle folder (absolute, '..' or a symlink out)")
+    return path
+
+
 def _dims(raw: Any) -> tuple[int | str, ...]:
     """A manifest shape: integers, dimension 0 possibly symbolic (``ValueError``/``TypeError`` otherwise)."""
     dims = list(raw)
@@ -238,7 +256,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         g = raw_graphs[name]
         if not isinstance(g, dict) or "file" not in g or "sha256" not in g:
             fail(f"graph {name} has no file/sha256")
-        file = root / g["file"]
+        file = bundle_file(root, g["file"], f"graph {name}", fail)
         if not file.is_file():
             fail(f"graph file {g['file']} is missing")
         if verify_hashes and sha256_file(file) != g["sha256"]:
@@ -253,11 +271,14 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         hint = "rebuild the engines with `python export/to_trt.py CKPT --out DIR`"
         for name in GRAPH_NAMES:
             e = (raw_eng.get("files") or {}).get(name)
-            if not isinstance(e, dict) or "file" not in e or not (root / e["file"]).is_file():
+            if not isinstance(e, dict) or "file" not in e:
                 raise UserError(f"bundle {root}: engine for {name} is missing; {hint}")
-            if verify_hashes and sha256_file(root / e["file"]) != e.get("sha256"):
+            file = bundle_file(root, e["file"], f"engine {name}", fail)
+            if not file.is_file():
+                raise UserError(f"bundle {root}: engine for {name} is missing; {hint}")
+            if verify_hashes and sha256_file(file) != e.get("sha256"):
                 raise UserError(f"bundle {root}: engine {e['file']} does not match its sha256; {hint}")
-            files[name] = root / e["file"]
+            files[name] = file
         engines = Engines(
             str(raw_eng.get("tensorrt_version", "")),
             str(raw_eng.get("gpu", "")),
