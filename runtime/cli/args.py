@@ -78,6 +78,9 @@ def _view_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view-address", default="127.0.0.1", metavar="ADDR",
                    help="address the live page listens on (default: 127.0.0.1, this machine only; "
                         "0.0.0.0 exposes it to the network, without any password)")
+    p.add_argument("--view-allow-host", action="append", metavar="NAME",
+                   help="a Host name the live page also answers (e.g. a reverse proxy's name; repeatable); "
+                        "others get 403, against DNS rebinding (the bound address, localhost and loopback always work)")
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
