@@ -178,6 +178,16 @@ def bundle_file(root: Path, name: Any, what: str, fail) -> Path:
     return path
 
 
+def _optional(man: dict, key: str, kind: type, fail) -> Any:
+    """An optional manifest field of JSON type ``kind`` (dict or list; absent or null: empty)."""
+    value = man.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        fail(f"{key} must be a JSON {'object' if kind is dict else 'array'}, got {type(value).__name__}")
+    return kind(value)
+
+
 def _dims(raw: Any) -> tuple[int | str, ...]:
     """A manifest shape: integers, dimension 0 possibly symbolic (``ValueError``/``TypeError`` otherwise)."""
     dims = list(raw)
@@ -248,6 +258,8 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     batch = man.get("batch", 1)
     if batch not in (1, "dynamic"):
         fail(f"unknown batch {batch!r} (1 or 'dynamic')")
+    if not isinstance(raw_graphs, dict):
+        fail(f"graphs must map graph names to their files, got {type(raw_graphs).__name__}")
     missing = [g for g in GRAPH_NAMES if g not in raw_graphs]
     if missing:
         fail(f"graphs {missing} are missing from {MANIFEST}")
@@ -269,6 +281,13 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     if raw_eng:
         files = {}
         hint = "rebuild the engines with `python export/to_trt.py CKPT --out DIR`"
+        if not isinstance(raw_eng, dict) or not isinstance(raw_eng.get("files") or {}, dict):
+            raise UserError(f"bundle {root}: engines must map graph names to their files; {hint}")
+        try:
+            max_batch = int(raw_eng.get("max_batch") or 1)
+        except (TypeError, ValueError):
+            raise UserError(f"bundle {root}: engines max_batch {raw_eng.get('max_batch')!r} is not a number; "
+                            f"{hint}") from None
         for name in GRAPH_NAMES:
             e = (raw_eng.get("files") or {}).get(name)
             if not isinstance(e, dict) or "file" not in e:
@@ -284,7 +303,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
             str(raw_eng.get("gpu", "")),
             str(raw_eng.get("compute_capability", "")),
             files,
-            int(raw_eng.get("max_batch") or 1),
+            max_batch,
         )
     return Bundle(
         root=root,
@@ -299,10 +318,10 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         graphs=graphs,
         engines=engines,
         batch=batch,
-        normalization=dict(man.get("normalization") or {}),
-        fp32_parts=tuple(man.get("fp32_parts") or ()),
-        checks=dict(man.get("checks") or {}),
-        source_checkpoint=dict(man.get("source_checkpoint") or {}),
+        normalization=_optional(man, "normalization", dict, fail),
+        fp32_parts=tuple(_optional(man, "fp32_parts", list, fail)),
+        checks=_optional(man, "checks", dict, fail),
+        source_checkpoint=_optional(man, "source_checkpoint", dict, fail),
         manifest=man,
     )
 
