@@ -269,6 +269,10 @@ def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
 
     if args.checkpoint or args.bundle:
         _log("note: --checkpoint/--bundle are ignored with --server: the server's model computes")
+    from esan.runtime.serving.client import configure_client_tls
+    from esan.runtime.serving.security import ClientTLS
+
+    configure_client_tls(ClientTLS.from_args(args.tls_ca, args.tls_cert, args.tls_key))
     scheduler = RemoteScheduler(args.server)
     try:
         sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
