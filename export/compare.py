@@ -46,10 +46,11 @@ def _prepare_trt(bundle: Bundle) -> None:
     check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__))
     # ONNX DeformConv was built into TensorRT's ModulatedDeformConv2d plugin (libnvinfer_plugin): Polygraphy's
     # engine loader registers those creators (with its process-wide logger); plugin bundles need our library.
+    # Never the manifest's ``engines.plugin_library``: a bundle must not choose native code to load. The
+    # library comes from $ESAN_PLUGIN_DIR or the default search (plugin_lib.search_dirs).
     if bundle.dcn == "plugin":
-        built_with = (bundle.manifest.get("engines") or {}).get("plugin_library")
         try:
-            plugin_lib.load_plugin_library(built_with if built_with and Path(built_with).is_file() else None)
+            plugin_lib.load_plugin_library(None)
         except (FileNotFoundError, RuntimeError) as exc:
             raise UserError(str(exc)) from exc
 

@@ -60,9 +60,9 @@ def test_the_pipeline_serves_its_overlays_while_a_viewer_stalls(tiny_bundle: Pat
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(view.address)
-    stalled.sendall(b"GET /mosaic.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # never reads
+    stalled.sendall(b"GET /mosaic.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # never reads
     got: list[np.ndarray] = []
-    reader = threading.Thread(target=lambda: got.extend(read_mjpeg(view.url + "stream/0.mjpg", 10**6)))
+    reader = threading.Thread(target=lambda: got.extend(read_mjpeg(view.url + "mosaic.mjpg", 10**6)))
     reader.start()
     wait_until(lambda: view.stats()["viewers"] == 2, 20, "both viewers to connect")
     try:

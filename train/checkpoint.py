@@ -22,6 +22,21 @@ from esan.train.model import ESAN
 
 FORMAT = "esan-rt-checkpoint"
 FORMAT_VERSION = 1
+# torch before 2.10 can be made to run code despite weights_only=True (CVE-2025-32434, fixed in 2.6;
+# GHSA-63cw-57p8-fm3p, up to 2.9.1): checkpoints from outside are never read with such a torch
+SAFE_TORCH = (2, 10)
+
+
+def check_torch(version: str | None = None) -> None:
+    """Refuse (one line) a torch whose ``weights_only=True`` loader can be bypassed."""
+    version = str(torch.__version__ if version is None else version)
+    try:
+        found = tuple(int(x) for x in version.split("+")[0].split(".")[:2])
+    except ValueError:
+        return  # a source build with an unusual version: trust it
+    if found < SAFE_TORCH:
+        raise UserError(f"torch {version} can run code hidden in a checkpoint despite weights_only=True "
+                        f"(CVE-2025-32434, GHSA-63cw-57p8-fm3p); upgrade it: pip install 'torch>=2.10'")
 
 
 def save(path: str | os.PathLike, model: ESAN, **meta: Any) -> Path:
@@ -44,6 +59,7 @@ def read_file(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"checkpoint {p} does not exist; check the path (train one with `esan-train fit`)")
+    check_torch()
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files

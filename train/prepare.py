@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from esan.runtime.core.framefiles import natural_key
-from esan.runtime.core.fsutil import atomic_write_text
+from esan.runtime.core.fsutil import atomic_write_text, fsync_dir, fsync_tree
 from esan.train.errors import UserError
 from esan.train.prepare_layouts import SourceTree, SourceVideo, scan_source
 
@@ -177,7 +177,9 @@ def _run_one(v: SourceVideo, out: Path, link: bool, frame_ext: str) -> VideoReco
             atomic_write_text(tmp / MARKER, json.dumps({"tool": "esan-train prepare", **payload}, indent=1) + "\n")
             final = _final_dir(out, v)
             final.parent.mkdir(parents=True, exist_ok=True)
+            fsync_tree(tmp)  # the files reach the disk before the name that says the video is complete
             os.rename(tmp, final)
+            fsync_dir(final.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -64,8 +64,9 @@ extern "C" int32_t esan_dcn_check_params(EsanDcnParams* p) noexcept
     }
     // Keep every per-image plane and column row addressable with 32-bit tap/pixel arithmetic.
     int64_t const maxI32 = std::numeric_limits<int32_t>::max();
-    if (oh * ow > maxI32 || int64_t{p->height} * p->width > maxI32
-        || int64_t{p->inChannels} * p->kernelH * p->kernelW > maxI32)
+    // Each factor is checked before the next product, so no product can overflow int64 (oh, ow reach ~3 * 2^31).
+    if (oh > maxI32 || ow > maxI32 || oh * ow > maxI32 || int64_t{p->height} * p->width > maxI32
+        || int64_t{p->inChannels} * p->kernelH > maxI32 || int64_t{p->inChannels} * p->kernelH * p->kernelW > maxI32)
     {
         return ESAN_DCN_ERR_INVALID_ARGUMENT;
     }

@@ -123,14 +123,14 @@ __global__ void __launch_bounds__(kGemmThreads) groupedGemmKernel(T const* __res
     int64_t const colBase = static_cast<int64_t>(blockIdx.x) * kTileN; // n may be close to 2^31
 
     float acc[4][4] = {};
-    for (int32_t k0 = 0; k0 < k; k0 += kTileK)
+    for (int64_t k0 = 0; k0 < k; k0 += kTileK) // 64-bit: k0 + kTileK passes INT32_MAX when k nears it
     {
         for (int32_t i = static_cast<int32_t>(threadIdx.x); i < kTileM * kTileK; i += kGemmThreads)
         {
             int32_t const r = i / kTileK;
             int32_t const kk = i % kTileK;
             int32_t const row = rowBase + r;
-            int32_t const kIdx = k0 + kk;
+            int64_t const kIdx = k0 + kk;
             tileA[kk][r] = (row < m && kIdx < k) ? esan::dcn::toFloat(a[static_cast<int64_t>(row) * k + kIdx]) : 0.F;
         }
         for (int32_t i = static_cast<int32_t>(threadIdx.x); i < kTileK * kTileN; i += kGemmThreads)
@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(kGemmThreads) groupedGemmKernel(T const* __res
             int32_t const kk = i / kTileN;
             int32_t const cc = i % kTileN;
             int64_t const col = colBase + cc;
-            int32_t const kIdx = k0 + kk;
+            int64_t const kIdx = k0 + kk;
             tileB[kk][cc] = (col < n && kIdx < k) ? esan::dcn::toFloat(b[static_cast<int64_t>(kIdx) * n + col]) : 0.F;
         }
         __syncthreads();
@@ -298,9 +298,23 @@ int32_t forward(EsanDcnParams const& p, int32_t dataType, T const* input, T cons
     int32_t const m = p.outChannels / p.groups;
     int32_t const k = static_cast<int32_t>(static_cast<size_t>(p.inChannels / p.groups) * taps);
     int32_t const n = static_cast<int32_t>(outPlane);
-    for (int32_t first = 0; first < p.batch; first += chunk)
+#if defined(ESAN_DCN_WITH_CUBLAS)
+    bool const builtinGemm = handle == nullptr;
+#else
+    bool const builtinGemm = true;
+#endif
+    // The built-in GEMM's grid limits, checked before any work is launched (not after the first chunk).
+    if (builtinGemm
+        && ((static_cast<int64_t>(m) + kTileM - 1) / kTileM > kMaxGridZ
+            || static_cast<int64_t>(chunk) * p.groups > kMaxGridZ))
     {
-        int32_t const images = std::min(chunk, p.batch - first);
+        return ESAN_DCN_ERR_INVALID_ARGUMENT;
+    }
+    // 64-bit: first + chunk passes INT32_MAX when the batch nears it
+    for (int64_t first64 = 0; first64 < p.batch; first64 += chunk)
+    {
+        int32_t const first = static_cast<int32_t>(first64);
+        int32_t const images = static_cast<int32_t>(std::min<int64_t>(chunk, p.batch - first64));
         int64_t const total = static_cast<int64_t>(images) * p.inChannels * static_cast<int64_t>(outPlane);
         cudaLaunchConfig_t const im2col = launchConfig(dim3(gridFor(total, kIm2colThreads)), kIm2colThreads, stream);
         if (cudaLaunchKernelEx(&im2col, deformIm2colKernel<T>, geo, p.inChannels, p.deformableGroups, p.kernelH, input,

@@ -17,7 +17,6 @@ numpy views. Format 1 bundles (static batch 1) run one stream per call (``batche
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,10 +78,13 @@ def providers_for(device: str, bundle: Bundle, plugin_lib: str | os.PathLike | N
                 "device 'tensorrt' needs ONNX Runtime's TensorRT execution provider, but this onnxruntime "
                 f"has only {', '.join(available)}: pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt"
             )
+        from esan.runtime.core.bundle import MANIFEST, sha256_file
         from esan.runtime.core.cache_paths import cache_root
 
-        key = hashlib.sha256(str(bundle.root.resolve()).encode()).hexdigest()[:16]
-        engine_cache = cache_root().parent / "ort-trt" / key
+        # keyed by what the bundle holds (its manifest names every graph's sha256), not by where it lies: a
+        # re-export to the same folder never reuses stale engines; kept under the cache root like the rest
+        key = sha256_file(bundle.root / MANIFEST)[:32]
+        engine_cache = cache_root() / "ort-trt" / key
         opts: dict[str, Any] = {  # engines persist across sessions instead of being rebuilt each start
             "device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(engine_cache),
             "trt_timing_cache_enable": True, "trt_timing_cache_path": str(engine_cache),

@@ -61,6 +61,10 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames (then flush)")
     p.add_argument("--server", action="append", metavar="HOST:PORT",
                    help="compute on an esan-rt serve / Triton server (its gRPC port); repeat to shard streams")
+    p.add_argument("--tls-ca", metavar="PEM", help="with --server: connect over TLS, checking the server's "
+                   "certificate against this CA (esan-rt serve --tls-cert)")
+    p.add_argument("--tls-cert", metavar="PEM", help="with --server: this client's certificate (mutual TLS)")
+    p.add_argument("--tls-key", metavar="PEM", help="with --server: the private key of --tls-cert")
     p.add_argument("--queue-size", type=int, default=4, metavar="N",
                    help="capture queue length; live sources drop the oldest frame when full (default: 4)")
     p.add_argument("--max-batch-wait-ms", type=float, default=0.0, metavar="MS",
@@ -78,6 +82,9 @@ def _view_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view-address", default="127.0.0.1", metavar="ADDR",
                    help="address the live page listens on (default: 127.0.0.1, this machine only; "
                         "0.0.0.0 exposes it to the network, without any password)")
+    p.add_argument("--view-allow-host", action="append", metavar="NAME",
+                   help="a Host name the live page also answers (e.g. a reverse proxy's name; repeatable); "
+                        "others get 403, against DNS rebinding (the bound address, localhost and loopback always work)")
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:

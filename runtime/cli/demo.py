@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out: {exc}") from None
     opts = OutputOptions(video=out / "overlay.mp4", maps=out / "maps", maps_format="png",
                          report=out / "report.json", plot=out / "latency.png", show=args.show,
-                         view_port=args.view_port, view_address=args.view_address)
+                         view_port=args.view_port, view_address=args.view_address,
+                         view_allow_hosts=tuple(args.view_allow_host or ()))
     check_outputs(opts)
     if args.source:
         source_path = args.source

@@ -56,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
     if args.backend == "torch":
         raise UserError("serve runs exported bundles: use --backend ort (CPU/CUDA) or trt (GPU)")
-    ends = Endpoints(args.address, args.grpc_port, args.http_port, args.metrics_port)
+    from esan.runtime.serving.security import ServerTLS, exposure_warning, http_address
+
+    tls = ServerTLS.from_args(args.tls_cert, args.tls_key, args.tls_client_ca)
+    ends = Endpoints(args.address, args.grpc_port, args.http_port, args.metrics_port,
+                     http_address=http_address(args.address, tls))
     install = None if args.write_only else find_triton(args.tritonserver)  # refuse early, before any export
     if args.checkpoint is None and args.bundle is None:
         from esan.runtime.core.assets import DEMO_CHECKPOINT
@@ -84,16 +88,19 @@ def run(args: argparse.Namespace) -> int:
         print(repo)
         return 0
     ends.check_free()
+    if (warning := exposure_warning(args.address, tls)) is not None:
+        _log(warning)
     server = TritonProcess(install, repo, ends, exit_timeout_s=args.exit_timeout_secs,
-                           log_path=repo.parent / f"{repo.name}.tritonserver.log", verbose=args.verbose)
+                           log_path=repo.parent / f"{repo.name}.tritonserver.log", verbose=args.verbose, tls=tls)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     code = 0
     try:
         server.start()
         server.wait_ready(args.start_timeout)
+        tls_hint = " --tls-ca CA.pem" if tls else ""
         print(f"esan-rt serve: ready: model esan on grpc {ends.grpc} (stream with esan-rt stream --server "
-              f"{ends.grpc}), http {ends.http}, metrics {ends.metrics}; log {server.log_path}; Ctrl-C stops",
-              flush=True)
+              f"{ends.grpc}{tls_hint}), http {ends.http}, metrics {ends.metrics}; log {server.log_path}; "
+              "Ctrl-C stops", flush=True)
         rc = server.proc.wait()
         _log(f"tritonserver exited on its own ({rc}); its log says:\n{server.log_tail()}")
         code = 1

@@ -32,6 +32,11 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default="127.0.0.1",
                    help="address the server binds (default: 127.0.0.1; 0.0.0.0 serves every interface)")
     p.add_argument("--grpc-port", type=int, default=8001, help="default: 8001 (clients: --server HOST:PORT)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve gRPC over TLS with this certificate (with --tls-key); "
+                   "clients then pass --tls-ca. Triton's HTTP port, which has no TLS, stays on 127.0.0.1")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM", help="also require client certificates signed by this CA "
+                   "(mutual TLS; clients pass --tls-cert/--tls-key)")
     p.add_argument("--http-port", type=int, default=8000, help="default: 8000")
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics (default: 8002)")
     p.add_argument("--max-streams", type=int, default=16, metavar="N",

@@ -146,7 +146,8 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     p = lambda v: Path(v) if v else None  # noqa: E731
     return OutputOptions(show=bool(args.show), video=p(args.save_video), maps=p(args.save_maps),
                          maps_format=args.maps_format, report=p(args.report), plot=p(args.plot),
-                         view_port=args.view_port, view_address=args.view_address)
+                         view_port=args.view_port, view_address=args.view_address,
+                         view_allow_hosts=tuple(args.view_allow_host or ()))
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -187,7 +188,8 @@ def execute(
         from esan.runtime.io.viewers import open_viewers
 
         display, notes = open_viewers(opts.show, opts.view_port, opts.view_address,
-                                      "esan-rt: " + ", ".join(redact_url(s.name) for s in sources))
+                                      "esan-rt: " + ", ".join(redact_url(s.name) for s in sources),
+                                      allowed_hosts=opts.view_allow_hosts)
         outputs = [Outputs(o, meta, fps=src.fps, title=f"esan-rt: {src.name}", stream_id=i, display=display)
                    for i, (o, meta, src) in enumerate(zip(stream_options(opts, len(sources)), metas, sources,
                                                           strict=True))]  # fmt: skip
@@ -267,6 +269,10 @@ def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
 
     if args.checkpoint or args.bundle:
         _log("note: --checkpoint/--bundle are ignored with --server: the server's model computes")
+    from esan.runtime.serving.client import configure_client_tls
+    from esan.runtime.serving.security import ClientTLS
+
+    configure_client_tls(ClientTLS.from_args(args.tls_ca, args.tls_cert, args.tls_key))
     scheduler = RemoteScheduler(args.server)
     try:
         sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)

@@ -160,6 +160,34 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def bundle_file(root: Path, name: Any, what: str, fail) -> Path:
+    """``root / name`` for a file the manifest names; ``fail`` unless it resolves inside ``root``.
+
+    The name is hostile: it must be a relative string, and the resolved path (symlinks followed) must stay
+    inside the resolved bundle folder, so a manifest cannot make the runtime read or hash files elsewhere.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        fail(f"{what} names no file ({name!r})")
+    path = root / name
+    try:
+        inside = Path(name).is_absolute() is False and path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, an unreadable folder
+        inside = False
+    if not inside:
+        fail(f"{what} file {name!r} lies outside the bundle folder (absolute, '..' or a symlink out)")
+    return path
+
+
+def _optional(man: dict, key: str, kind: type, fail) -> Any:
+    """An optional manifest field of JSON type ``kind`` (dict or list; absent or null: empty)."""
+    value = man.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        fail(f"{key} must be a JSON {'object' if kind is dict else 'array'}, got {type(value).__name__}")
+    return kind(value)
+
+
 def _dims(raw: Any) -> tuple[int | str, ...]:
     """A manifest shape: integers, dimension 0 possibly symbolic (``ValueError``/``TypeError`` otherwise)."""
     dims = list(raw)
@@ -230,6 +258,8 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     batch = man.get("batch", 1)
     if batch not in (1, "dynamic"):
         fail(f"unknown batch {batch!r} (1 or 'dynamic')")
+    if not isinstance(raw_graphs, dict):
+        fail(f"graphs must map graph names to their files, got {type(raw_graphs).__name__}")
     missing = [g for g in GRAPH_NAMES if g not in raw_graphs]
     if missing:
         fail(f"graphs {missing} are missing from {MANIFEST}")
@@ -238,7 +268,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         g = raw_graphs[name]
         if not isinstance(g, dict) or "file" not in g or "sha256" not in g:
             fail(f"graph {name} has no file/sha256")
-        file = root / g["file"]
+        file = bundle_file(root, g["file"], f"graph {name}", fail)
         if not file.is_file():
             fail(f"graph file {g['file']} is missing")
         if verify_hashes and sha256_file(file) != g["sha256"]:
@@ -251,19 +281,29 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     if raw_eng:
         files = {}
         hint = "rebuild the engines with `python export/to_trt.py CKPT --out DIR`"
+        if not isinstance(raw_eng, dict) or not isinstance(raw_eng.get("files") or {}, dict):
+            raise UserError(f"bundle {root}: engines must map graph names to their files; {hint}")
+        try:
+            max_batch = int(raw_eng.get("max_batch") or 1)
+        except (TypeError, ValueError):
+            raise UserError(f"bundle {root}: engines max_batch {raw_eng.get('max_batch')!r} is not a number; "
+                            f"{hint}") from None
         for name in GRAPH_NAMES:
             e = (raw_eng.get("files") or {}).get(name)
-            if not isinstance(e, dict) or "file" not in e or not (root / e["file"]).is_file():
+            if not isinstance(e, dict) or "file" not in e:
                 raise UserError(f"bundle {root}: engine for {name} is missing; {hint}")
-            if verify_hashes and sha256_file(root / e["file"]) != e.get("sha256"):
+            file = bundle_file(root, e["file"], f"engine {name}", fail)
+            if not file.is_file():
+                raise UserError(f"bundle {root}: engine for {name} is missing; {hint}")
+            if verify_hashes and sha256_file(file) != e.get("sha256"):
                 raise UserError(f"bundle {root}: engine {e['file']} does not match its sha256; {hint}")
-            files[name] = root / e["file"]
+            files[name] = file
         engines = Engines(
             str(raw_eng.get("tensorrt_version", "")),
             str(raw_eng.get("gpu", "")),
             str(raw_eng.get("compute_capability", "")),
             files,
-            int(raw_eng.get("max_batch") or 1),
+            max_batch,
         )
     return Bundle(
         root=root,
@@ -278,10 +318,10 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         graphs=graphs,
         engines=engines,
         batch=batch,
-        normalization=dict(man.get("normalization") or {}),
-        fp32_parts=tuple(man.get("fp32_parts") or ()),
-        checks=dict(man.get("checks") or {}),
-        source_checkpoint=dict(man.get("source_checkpoint") or {}),
+        normalization=_optional(man, "normalization", dict, fail),
+        fp32_parts=tuple(_optional(man, "fp32_parts", list, fail)),
+        checks=_optional(man, "checks", dict, fail),
+        source_checkpoint=_optional(man, "source_checkpoint", dict, fail),
         manifest=man,
     )
 

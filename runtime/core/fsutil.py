@@ -32,6 +32,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file and folder under ``folder`` (symlinks are not followed) to disk, then ``folder`` itself.
+
+    Before a folder is renamed into place: after a power cut the rename is never seen without its files.
+    """
+    root = Path(folder)
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(dirpath)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (names created, renamed or removed in it); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

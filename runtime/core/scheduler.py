@@ -46,6 +46,8 @@ def check_frame(frame: Any) -> None:
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         desc = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise ValueError(f"frame must be an RGB uint8 array [h, w, 3], got {desc}")
+    if frame.size == 0:  # refused here, not in a later round that other streams share
+        raise ValueError(f"frame is empty ({frame.shape[1]}x{frame.shape[0]}); give frames of at least 1x1 pixels")
 
 
 def check_schedule_args(lookahead: Any, backward_chunk: Any) -> None:

@@ -12,6 +12,11 @@ The stream never waits for a viewer: :meth:`LiveView.publish` only swaps the str
 viewers there are, and not at all when nobody watches. A slow viewer gets the newest picture each time
 it is ready for one (the ones in between are dropped, never queued); one that stops reading is cut
 off after ``send_timeout_s``. The server lives as long as the stream: :meth:`LiveView.close`.
+
+Hostile viewers: an unknown stream is a 404 at once; a live response ends when its viewer leaves or no new
+picture came for ``idle_timeout_s``; at most ``max_handlers`` requests are served at a time (503 past that);
+a ``Host`` header naming anything but this server is refused (DNS rebinding; ``netguard.host_allowed``,
+more names with ``allowed_hosts``); a publish wakes only the viewers of that stream and of the mosaic.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from __future__ import annotations
 import errno
 import json
 import re
+import select
 import socket
 import threading
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,12 +39,18 @@ import cv2
 import numpy as np
 
 from esan.runtime.core.errors import UserError
+from esan.runtime.core.netguard import host_allowed
 from esan.runtime.io.live_page import page_html
 from esan.runtime.io.tiles import tile
 
 BOUNDARY = "esanframe"
 SEND_BUFFER = 128 * 1024  # per viewer: a slow one sees fresh pictures, not seconds of buffered ones
 MOSAIC = object()  # the key of the all-streams picture
+MAX_HANDLERS = 64  # requests served at once (each live viewer holds one); more get a 503
+IDLE_TIMEOUT_S = 120.0  # a live response ends after this long without a new picture
+_BUSY_BODY = b"too many viewers at once; try again later\n"
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 @dataclass
@@ -54,8 +66,13 @@ class LiveView:
     """An HTTP server on ``address:port`` (port 0: any free one; see :attr:`url`), started at once."""
 
     def __init__(self, port: int, address: str = "127.0.0.1", *, title: str = "esan-rt", quality: int = 80,
-                 max_fps: float = 30.0, max_wh: tuple[int, int] = (1920, 1080), send_timeout_s: float = 5.0) -> None:
+                 max_fps: float = 30.0, max_wh: tuple[int, int] = (1920, 1080), send_timeout_s: float = 5.0,
+                 allowed_hosts: Iterable[str] = (), max_handlers: int = MAX_HANDLERS,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.title = title
+        self.bind_address = address
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.idle_timeout_s = idle_timeout_s
         self.quality = int(quality)
         self.min_gap_s = 1.0 / max_fps
         self.max_wh = max_wh
@@ -66,13 +83,16 @@ class LiveView:
         self.viewers_total = 0
         self._changes = 0  # publishes and ends: the mosaic's version
         self._slots: dict[Hashable, _Slot] = {}
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # close, and the state below
+        self._waits: dict[Any, threading.Condition] = {}  # per key (same lock): a publish wakes only its viewers
         self._stop = threading.Event()
         self._cache: dict[Any, tuple[int, bytes]] = {}
         self._enc_locks: dict[Any, threading.Lock] = {}
         self._conns: set[socket.socket] = set()
         self._server = _bind(address, port, send_timeout_s)
         self._server.view = self
+        self._server.max_handlers = max(1, int(max_handlers))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="live-view", daemon=True)
         self._thread.start()
@@ -99,7 +119,7 @@ class LiveView:
             slot.updated = time.time()
             self.published += 1
             self._changes += 1
-            self._cond.notify_all()
+            self._wake(stream_id)
 
     def end_stream(self, stream_id: Hashable) -> None:
         """Mark a stream as ended (its last picture stays on the page, labelled so)."""
@@ -107,7 +127,13 @@ class LiveView:
             if stream_id in self._slots:
                 self._slots[stream_id].ended = True
                 self._changes += 1
-                self._cond.notify_all()
+                self._wake(stream_id)
+
+    def _wake(self, key: Hashable) -> None:
+        """Wake the viewers of ``key`` and of the mosaic (the lock is held)."""
+        for k in (key, MOSAIC):
+            if (cond := self._waits.get(k)) is not None:
+                cond.notify_all()
 
     def close(self) -> None:
         """Stop serving: viewers' connections end, the port is released (idempotent)."""
@@ -116,6 +142,8 @@ class LiveView:
                 return
             self.closed = True
             self._cond.notify_all()
+            for cond in self._waits.values():
+                cond.notify_all()
         self._stop.set()
         self._server.shutdown()
         self._server.server_close()
@@ -134,14 +162,10 @@ class LiveView:
                     "viewers_total": self.viewers_total, "streams": len(self._slots)}
 
     # -- the viewers' side ------------------------------------------------------------------------
-    def key_for(self, name: str, wait: bool = False) -> Hashable | None:
-        """The stream called ``name`` in URLs; with ``wait``, waits for it to appear (``None`` if closed)."""
+    def key_for(self, name: str) -> Hashable | None:
+        """The stream called ``name`` in URLs (``None``: no such stream, now)."""
         with self._cond:
-            while True:
-                key = next((k for k in self._slots if str(k) == name), None)
-                if key is not None or not wait or self.closed:
-                    return key
-                self._cond.wait(0.5)
+            return next((k for k in self._slots if str(k) == name), None)
 
     def _version(self, key: Any) -> int:
         if key is MOSAIC:
@@ -153,11 +177,12 @@ class LiveView:
         """The newest JPEG of ``key`` once its version differs from ``last`` (``None``: timeout or closed)."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            cond = self._waits.setdefault(key, threading.Condition(self._lock))
             while not self.closed and self._version(key) in (0, last):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                self._cond.wait(remaining)
+                cond.wait(remaining)
             if self.closed:
                 return None
         return self.jpeg(key)
@@ -214,6 +239,32 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     view: LiveView
+    max_handlers = MAX_HANDLERS
+    handlers = 0
+    _count = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._count:
+            busy = self.handlers >= self.max_handlers
+            self.handlers += 0 if busy else 1
+        if not busy:
+            super().process_request(request, client_address)
+            return
+        try:  # refused in the accept thread: read what came with the connection, answer, close
+            if select.select([request], [], [], 0.05)[0]:
+                request.recv(65536, socket.MSG_DONTWAIT)
+            request.settimeout(1.0)
+            request.sendall(BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._count:
+                self.handlers -= 1
 
 
 class _Server6(_Server):
@@ -251,7 +302,11 @@ class _Handler(BaseHTTPRequestHandler):
         view = self.server.view
         path = urlsplit(self.path).path
         try:
-            if path in ("/", "/index.html"):
+            host = self.headers.get("Host")
+            if not host_allowed(host, view.bind_address, view.allowed_hosts):
+                self._send(403, "text/plain", f"host {host[:100]!r} is not served here; the operator can allow "
+                           "it with --view-allow-host NAME\n".encode())
+            elif path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", page_html(view.title).encode())
             elif path == "/status.json":
                 self._send(200, "application/json", json.dumps(view.status()).encode())
@@ -262,11 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self._live(MOSAIC)
             elif m := re.fullmatch(r"/snapshot/([^/]+)\.jpg", path):
                 self._snapshot(view.key_for(unquote(m[1])))
-            elif m := re.fullmatch(r"/stream/([^/]+)\.mjpg", path):
+            elif (m := re.fullmatch(r"/stream/([^/]+)\.mjpg", path)) and view.key_for(unquote(m[1])) is not None:
+                key = view.key_for(unquote(m[1]))  # an unknown stream falls through to the 404 below
                 with view._viewer(self.connection):
-                    key = view.key_for(unquote(m[1]), wait=True)  # opened early: wait for the stream to start
-                    if key is not None:
-                        self._live(key)
+                    self._live(key)
             else:
                 self._send(404, "text/plain", b"not found: try /\n")
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
@@ -298,13 +352,28 @@ class _Handler(BaseHTTPRequestHandler):
         # each part is followed by the next boundary at once, so browsers show it without waiting
         self.wfile.write(f"--{BOUNDARY}\r\n".encode())
         last, tail = -1, f"\r\n--{BOUNDARY}\r\n".encode()
+        idle_until = time.monotonic() + view.idle_timeout_s
         while not view.closed:
             got = view.wait_new(key, last, timeout=0.5)
             if got is None:
+                if self._viewer_left() or time.monotonic() > idle_until:
+                    break
                 continue
+            idle_until = time.monotonic() + view.idle_timeout_s
             last, data = got
             head = f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
             self.wfile.write(head + data + tail)
             view._count_sent()
             if view._stop.wait(view.min_gap_s):
                 break
+
+    def _viewer_left(self) -> bool:
+        """The viewer closed its side (readable with nothing to read): stop serving it."""
+        try:
+            if not select.select([self.connection], [], [], 0)[0]:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True

@@ -46,6 +46,7 @@ class OutputOptions:
     plot: Path | None = None
     view_port: int | None = None
     view_address: str = "127.0.0.1"
+    view_allow_hosts: tuple[str, ...] = ()  # Host names the live view answers besides its own (--view-allow-host)
 
     def describe(self) -> dict[str, str]:
         out = {k: str(getattr(self, k)) for k in ("video", "maps", "report", "plot") if getattr(self, k)}

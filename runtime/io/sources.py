@@ -34,16 +34,25 @@ DEFAULT_FPS = 25.0
 CAMERA_TIMEOUT_S = 5.0
 T = TypeVar("T")
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
-_SECRET_QUERY = re.compile(
-    r"(?i)(?P<key>[?&](?:user(?:name)?|pass(?:word)?|pwd|token|key|auth|secret|signature)=)[^&#\s]*"
-)
+# user info ends at the authority's last '@' (a password may hold '@'); the authority ends at / ? # or a space
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
+_QUERY_ITEM = re.compile(r"(?P<head>[?&#;](?P<key>[^=&#;?\s]+)=)(?P<value>[^&#\s]*)")
+# a query/fragment key holding one of these (any case) has its value hidden: user/pass pairs, tokens, API keys,
+# signed-URL signatures (X-Amz-Signature, sig), credentials, sessions
+SECRET_WORDS = ("user", "login", "pass", "pwd", "token", "key", "secret", "auth", "sig", "credential", "session",
+                "cookie")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a query key names a secret (``SECRET_WORDS``)."""
+    k = key.lower()
+    return any(w in k for w in SECRET_WORDS)
 
 
 def redact_url(text: str) -> str:
     """Remove credentials (``user:pass@`` and secret query values) from a URL or a message holding URLs."""
     text = _USERINFO.sub(r"\g<scheme>***@", str(text))
-    return _SECRET_QUERY.sub(r"\g<key>***", text)
+    return _QUERY_ITEM.sub(lambda m: m["head"] + "***" if is_secret_key(m["key"]) else m[0], text)
 
 
 def is_url(source: str) -> bool:

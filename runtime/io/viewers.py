@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from esan.runtime.core.netguard import is_loopback
 from esan.runtime.io.window import Window, display_available
 
 
@@ -42,7 +43,8 @@ class Viewers:
             self.live.close()
 
 
-def open_viewers(show: bool, view_port: int | None, view_address: str, title: str) -> tuple[Viewers | None, list[str]]:
+def open_viewers(show: bool, view_port: int | None, view_address: str, title: str,
+                 allowed_hosts: tuple[str, ...] = ()) -> tuple[Viewers | None, list[str]]:
     """The run's viewers (or ``None``) and notes for the user (e.g. why there is no window)."""
     notes: list[str] = []
     window = None
@@ -60,12 +62,16 @@ def open_viewers(show: bool, view_port: int | None, view_address: str, title: st
         from esan.runtime.io.live_view import LiveView
 
         try:
-            live = LiveView(view_port, view_address, title=title)
+            live = LiveView(view_port, view_address, title=title, allowed_hosts=allowed_hosts)
         except BaseException:
             if window is not None:
                 window.close()
             raise
         print(f"esan-rt: live view on {live.url} (open it in a browser)", file=sys.stderr, flush=True)
+        if not is_loopback(view_address):
+            print(f"esan-rt: warning: the live view listens on {view_address}, reachable from the network, "
+                  "unencrypted and without a password; prefer 127.0.0.1 with an SSH tunnel or a TLS reverse proxy "
+                  "(README, Security)", file=sys.stderr, flush=True)
     if window is None and live is None:
         return None, notes
     return Viewers(window, live), notes

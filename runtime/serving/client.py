@@ -21,6 +21,7 @@ from esan.runtime.core.letterbox import Box
 from esan.runtime.core.processor import StreamResult
 from esan.runtime.core.scheduler import check_frame
 from esan.runtime.serving import protocol as P
+from esan.runtime.serving.security import ClientTLS
 
 CLIENT_HINT = "pip install 'esan-rt[serve]'"
 
@@ -89,13 +90,22 @@ class ServerModel:
         pass
 
 
+CLIENT_TLS: ClientTLS | None = None  # set once per process by configure_client_tls (esan-rt stream --tls-ca)
+
+
+def configure_client_tls(tls: ClientTLS | None) -> None:
+    """Connect every later client with TLS (``None``: plain gRPC)."""
+    global CLIENT_TLS
+    CLIENT_TLS = tls
+
+
 def connect(address: str, timeout_s: float = 5.0) -> tuple[Any, ServerModel]:
     """A client for ``address`` and its model's parameters; one ``ServerError`` line naming the address if not."""
     grpcclient = tritonclient_grpc()
     from tritonclient.utils import InferenceServerException
 
     check_address(address)
-    client = grpcclient.InferenceServerClient(address)
+    client = grpcclient.InferenceServerClient(address, **(CLIENT_TLS.client_kwargs() if CLIENT_TLS else {}))
     try:
         live = client.is_server_live(client_timeout=timeout_s)
         if not live:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from esan.runtime.core.errors import UserError
 from esan.runtime.serving import protocol as P
+from esan.runtime.serving.security import ServerTLS, server_flags
 from esan.runtime.serving.server import TritonInstall
 
 
@@ -24,18 +25,20 @@ class Endpoints:
     grpc_port: int = 8001
     http_port: int = 8000
     metrics_port: int = 8002
+    http_address: str | None = None  # Triton's HTTP endpoint, when not on ``address`` (security.http_address)
 
     def check_free(self) -> None:
-        for flag, port in (("--grpc-port", self.grpc_port), ("--http-port", self.http_port),
-                           ("--metrics-port", self.metrics_port)):
+        for flag, port, address in (("--grpc-port", self.grpc_port, self.address),
+                                    ("--http-port", self.http_port, self.http_address or self.address),
+                                    ("--metrics-port", self.metrics_port, self.address)):
             if not 0 < port < 65536:
                 raise UserError(f"{flag} must be a port number (1-65535), got {port}")
-            with socket.socket(socket.AF_INET6 if ":" in self.address else socket.AF_INET) as s:
+            with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no conflict
                 try:
-                    s.bind((self.address, port))
+                    s.bind((address, port))
                 except OSError as exc:
-                    raise UserError(f"cannot listen on {self.address}:{port} ({exc.strerror or exc}): "
+                    raise UserError(f"cannot listen on {address}:{port} ({exc.strerror or exc}): "
                                     f"another server there? pass another {flag} or --address") from None
 
     @property
@@ -44,7 +47,7 @@ class Endpoints:
 
     @property
     def http(self) -> str:
-        return f"http://{self.address}:{self.http_port}"
+        return f"http://{self.http_address or self.address}:{self.http_port}"
 
     @property
     def metrics(self) -> str:
@@ -60,8 +63,9 @@ class TritonProcess:
     """One ``tritonserver`` child (its own process group; it gets SIGTERM if this process dies)."""
 
     def __init__(self, install: TritonInstall, repo: Path, ends: Endpoints, *, exit_timeout_s: int = 3,
-                 log_path: Path, verbose: bool = False) -> None:  # fmt: skip
+                 log_path: Path, verbose: bool = False, tls: ServerTLS | None = None) -> None:  # fmt: skip
         self.install, self.repo, self.ends = install, Path(repo), ends
+        self.tls = tls
         self.exit_timeout_s = exit_timeout_s
         self.log_path = Path(log_path)
         self.verbose = verbose
@@ -71,10 +75,12 @@ class TritonProcess:
         e = self.ends
         return [str(self.install.binary), f"--model-repository={self.repo}",
                 f"--backend-directory={self.install.backends}",
-                f"--http-address={e.address}", f"--grpc-address={e.address}", f"--metrics-address={e.address}",
+                f"--http-address={e.http_address or e.address}", f"--grpc-address={e.address}",
+                f"--metrics-address={e.address}",
                 f"--http-port={e.http_port}", f"--grpc-port={e.grpc_port}", f"--metrics-port={e.metrics_port}",
                 "--allow-metrics=true", "--allow-gpu-metrics=false", "--disable-auto-complete-config",
-                f"--exit-timeout-secs={self.exit_timeout_s}", f"--log-verbose={1 if self.verbose else 0}"]
+                f"--exit-timeout-secs={self.exit_timeout_s}", f"--log-verbose={1 if self.verbose else 0}",
+                *server_flags(e.address, self.tls)]
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,24 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+MARKER = ".esan-rt-serve"  # in every model folder this tool writes: only such a folder is ever replaced
+
+
+def _ours(model_dir: Path) -> bool:
+    """Whether ``model_dir`` was written by ``esan-rt serve`` (its marker, or an older one's exact model.py)."""
+    if (model_dir / MARKER).is_file():
+        return True
+    try:
+        return (model_dir / "1" / "model.py").read_text() == MODEL_PY
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.PathLike, opts: ServeOptions) -> Path:
-    """Write ``<repo_dir>/esan`` for the bundle (replacing an older one whole); returns the model directory."""
+    """Write ``<repo_dir>/esan`` for the bundle; returns the model directory.
+
+    An older ``esan`` folder is replaced whole only when this tool wrote it (``MARKER``); any other is refused.
+    """
     opts.check()
     bundle = load_bundle(bundle_dir)
     if opts.backend == "trt" and bundle.engines is None:
@@ -130,6 +146,9 @@ def write_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.PathLike,
         raise UserError(f"cannot create the model repository {repo}: {exc.strerror or exc}; "
                         "pass another --model-repository") from exc
     final = repo / P.MODEL_NAME
+    if final.is_symlink() or (final.exists() and not (final.is_dir() and _ours(final))):
+        raise UserError(f"{final} exists and was not written by esan-rt serve (no {MARKER} in it); it is left "
+                        "as it is: pass another --model-repository, or move it away yourself")
     tmp = Path(tempfile.mkdtemp(prefix=f".{P.MODEL_NAME}.", dir=repo))
     os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a server in a container may run as another user
     try:
@@ -137,10 +156,10 @@ def write_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.PathLike,
                         ignore=shutil.ignore_patterns("__pycache__", "*.tmp", ".*"))
         atomic_write_text(tmp / "1" / "model.py", MODEL_PY)
         atomic_write_text(tmp / "config.pbtxt", config_pbtxt(bundle, opts))
-        old = repo / f".{P.MODEL_NAME}.old"
-        shutil.rmtree(old, ignore_errors=True)
+        atomic_write_text(tmp / MARKER, "written by esan-rt serve; replaced whole on the next write\n")
+        old = Path(tempfile.mkdtemp(prefix=f".{P.MODEL_NAME}.old.", dir=repo))  # a fresh name: nothing else goes
         if final.exists():
-            final.rename(old)
+            final.rename(old / P.MODEL_NAME)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     finally:

@@ -1,10 +1,11 @@
 """Requests of many sequences -> one scheduler, one round per batch (the logic of the Triton model, Triton-free).
 
 Each Triton request carries one frame of one sequence (CORRID) with START / END flags. ``StreamRouter``
-opens a stream on START (refusing one past ``max_streams``), queues the frame, marks END, runs the
-scheduler's rounds and hands every request the maps its stream produced. A bad frame, an unknown
-stream or a refusal is an error for that request only. Streams that send nothing for ``idle_timeout_s``
-are dropped (Triton frees the sequence slot at the same timeout but does not tell the model).
+opens a stream on START (refusing one past ``max_streams``, and a START on an id already open: no client
+joins, reads or resets another's stream), refuses frames of an id without START, queues the frame, marks
+END, runs the scheduler's rounds and hands every request the maps its stream produced. A bad frame, an
+unknown stream or a refusal is an error for that request only. Streams that send nothing for
+``idle_timeout_s`` are dropped (Triton frees the sequence slot at the same timeout but does not tell the model).
 """
 
 from __future__ import annotations
@@ -102,8 +103,11 @@ class StreamRouter:
             out.error = error
             return
         if req.start:
-            if sid in self._last_seen:  # a new sequence reusing the id: the old one is gone
-                self._drop(sid)
+            if sid in self._last_seen:  # another client's open stream: never join, read or reset it
+                self.stats.refused += 1
+                out.error = (f"{P.REFUSED} sequence {sid} is already open here; a new stream needs its own "
+                             "CORRID (END the old one first, or wait until it idles out)")
+                return
             try:
                 sched.open_stream(sid)
             except UserError as exc:

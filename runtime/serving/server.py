@@ -13,6 +13,7 @@ The Python backend's stub embeds the running interpreter: its ``libpython`` dire
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -25,6 +26,9 @@ from pathlib import Path
 from esan.runtime.core.errors import UserError
 
 PYTRITON = "nvidia-pytriton==0.7.0"
+# its wheels' sha256 (manylinux_2_35 x86_64, aarch64): pip refuses anything else (--require-hashes)
+PYTRITON_SHA256 = ("21f063ff93bb426d0c06b7a55e7eb9efcfe62c0dddd9a908e9877e18710128df",
+                   "f99e07ee56fe065337453956afba17d2673e02ec6a632c3de26ce6e7b32a0898")
 INSTALL_HINT = ("install one with `esan-rt serve --install-server` (nvidia-pytriton, into its own folder), "
                 "or pass --tritonserver PATH to an existing Triton server")
 
@@ -64,10 +68,14 @@ def _from_pytriton(root: Path) -> TritonInstall | None:
     if not stub.is_file():
         raise UserError(f"{root} has no Triton Python-backend stub for Python {version}; run esan-rt under "
                         "Python 3.8-3.13 or pass --tritonserver PATH")
-    backends = root / "esan-backends" / f"py{version}"
+    # our copy of the Python backend lives under triton_dir(), never inside the install (which may be a
+    # site-packages folder of this Python): one folder per install and Python version
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    backends = triton_dir() / "esan-backends" / f"{key}-py{version}"
     python = backends / "python"
     if not (python / "triton_python_backend_stub").is_file():  # the stub must sit beside libtriton_python.so
-        tmp = Path(tempfile.mkdtemp(prefix=".backends.", dir=root))
+        backends.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".backends.", dir=backends.parent))
         shutil.copytree(dist / "backends" / "python", tmp / "python", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(stub, tmp / "python" / "triton_python_backend_stub")
         shutil.rmtree(backends, ignore_errors=True)
@@ -100,6 +108,14 @@ def find_triton(explicit: str | None = None) -> TritonInstall:
     raise UserError(f"no Triton server found; {INSTALL_HINT}")
 
 
+def install_command(target: Path) -> list[str]:
+    """pip, ignoring its environment and user config, installing only the pinned wheel with its hash."""
+    req = target / "requirements.txt"
+    req.write_text(f"{PYTRITON} " + " ".join(f"--hash=sha256:{h}" for h in PYTRITON_SHA256) + "\n")
+    return [sys.executable, "-m", "pip", "install", "--isolated", "--no-deps", "--only-binary=:all:",
+            "--require-hashes", "--target", str(target / "site"), "-r", str(req)]
+
+
 def install_server(log=print) -> TritonInstall:
     """``pip install --no-deps --target`` nvidia-pytriton into ``triton_dir()`` (once); returns the install."""
     dest = _pytriton_dist()
@@ -109,13 +125,13 @@ def install_server(log=print) -> TritonInstall:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".install.", dir=dest.parent))
     log(f"installing {PYTRITON} (tritonserver with the Python backend, ~55 MB download) into {dest}")
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(tmp), PYTRITON]
+    cmd = install_command(tmp)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = " ".join(proc.stderr.strip().splitlines()[-2:])
             raise UserError(f"could not install {PYTRITON} ({tail}); it needs Linux x86_64/aarch64 with glibc >= 2.35")
-        tmp.rename(dest)
+        (tmp / "site").rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return find_triton()
