@@ -159,7 +159,7 @@ def run_served(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise UserError("need --frames >= 1")
     probe = RemoteStream(servers[0])
-    params = dict(probe.backend.params)
+    params = dict(probe.model.params)
     probe.close()
     out = Path(args.out)
     frames = load_frames(args, args.frames, out)
