@@ -68,7 +68,7 @@ def test_bundle_loaded_once_and_a_ready_scheduler(tiny_bundle: Path, monkeypatch
     with session.scheduler() as scheduler:
         assert isinstance(scheduler, MultiStreamScheduler) and isinstance(scheduler, Scheduler)
         assert scheduler.engine == EngineInfo("ort", "cpu", "fp32") and scheduler.location(0) is None
-        assert scheduler.max_streams == 3 and scheduler.delay_frames == BUNDLE_LOOKAHEAD + 1
+        assert scheduler.max_streams == 3 and scheduler.delay_frames == BUNDLE_LOOKAHEAD + 2  # tiny: T = 2
         sid = scheduler.open_stream()
         for f in make_clip(3, seed=4):
             scheduler.push(sid, f)

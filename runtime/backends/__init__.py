@@ -1,4 +1,4 @@
-"""Inference backends behind one interface (``base.Backend``) and the factory ``open_backend``.
+"""Inference backends behind one interface (``esan.runtime.core.backend_api.Backend``) and the factory ``open_backend``.
 
 | kind | module | needs | arrays |
 |---|---|---|---|
