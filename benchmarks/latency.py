@@ -34,6 +34,7 @@ import numpy as np
 from esan.bench import report as bench_report
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_write_text
+from esan.runtime.core.scheduler_api import delay_frames
 
 STAGE_OF = {"encode": "encode", "align": "align", "backward_window": "backward", "decode": "decode"}
 
@@ -213,13 +214,12 @@ def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
     cache = bundle_cache(args)
     bundle, naive_dir = prepare_bundles(args, model, cache)
     if args.backend == "ort":
-        from esan.runtime.backends.ort_backend import OrtBackend
+        from esan.bench.multistream import open_bundle_backend
 
-        backend: Any = OrtBackend(bundle, device=args.device, threads=args.threads)
+        backend: Any = open_bundle_backend(args, bundle)
         naive_dev = args.device
     else:  # trt: cached on our TensorRT engines, naive graphs on ONNX Runtime's TensorRT EP (untested here)
         from esan.export import to_trt
-        from esan.runtime.backends.trt_backend import TrtBackend
 
         ckpt = Path(args.checkpoint) if args.checkpoint else cache / f"random-{args.preset}.pt"
         from esan.bench.multistream import parse_streams
@@ -229,7 +229,9 @@ def build_runners(args: argparse.Namespace, model: Any) -> dict[str, Runner]:
                           "--max-streams", str(max(streams, 8))])  # fmt: skip
         if rc != 0:
             raise UserError(f"building the TensorRT engines for {bundle} failed (to_trt.py exit code {rc})")
-        backend, naive_dev = TrtBackend(bundle, device="cuda", lookahead=L), "tensorrt"
+        from esan.bench.multistream import open_bundle_backend
+
+        backend, naive_dev = open_bundle_backend(args, bundle), "tensorrt"
     cached = _stream_runner("cached", backend, L, C, None, f"{args.backend} StreamProcessor ({bundle})")
     try:
         engine = OrtNaiveEngine(naive_dir, naive_dev, args.threads)
@@ -308,15 +310,19 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     load_start = bench_report.load_average()
     from esan.runtime.backends.select import choose_backend
+    from esan.runtime.session import check_options
 
+    check_options(backend=args.backend, device=args.device, lookahead=args.lookahead,
+                  backward_chunk=args.backward_chunk, precision=args.precision, threads=args.threads,
+                  max_streams=None, max_batch=None)  # fmt: skip
     choice = choose_backend(args.backend, args.device)  # resolves --backend/--device auto
     backend_choice = choice.record(args.backend, args.device)
     args.backend, args.device = choice.backend, choice.device
     print(f"bench: {choice.line()}", flush=True)
     L, C = args.lookahead, args.backward_chunk
     streams = parse_streams(args.streams)
-    if L < 0 or C < 1 or args.frames < 1 or args.warmup < 0:
-        raise UserError("need --lookahead >= 0, --backward-chunk >= 1, --frames >= 1 and --warmup >= 0")
+    if args.frames < 1 or args.warmup < 0:
+        raise UserError("need --frames >= 1 and --warmup >= 0")
     if args.backend == "trt" and args.device != "cuda":
         raise UserError("--backend trt needs --device cuda")
     if (args.cuda_graph or args.channels_last or args.naive_fast_paths) and args.backend != "torch":
@@ -338,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
         rss_setup = bench_report.current_rss_mb()
         for r in runners.values():
             r.log["rss_after_setup_mb"] = rss_setup
-        delay = L + cfg.radius + C - 1
+        delay = delay_frames(L, cfg.radius, C)
         fill = delay + args.warmup
         fill += (-(fill - delay)) % C  # measured blocks line up with chunk emissions
         measured = -(-args.frames // C) * C

@@ -149,6 +149,14 @@ def measure_multistream(backend: Any, streams: list[int], clip: list[np.ndarray]
     return [measure_streams(backend, n, clip, lookahead, chunk, fill, rounds, log) for n in streams]
 
 
+def open_bundle_backend(args: Any, bundle: Any) -> Any:
+    """The ``ort`` / ``trt`` backend of ``args`` on an exported bundle, through the runtime's one API."""
+    from esan.runtime.session import prepare
+
+    return prepare(bundle=bundle, backend=args.backend, device=args.device, lookahead=args.lookahead,
+                   threads=args.threads, log=lambda m: print(f"bench: {m}", flush=True)).open_backend()  # fmt: skip
+
+
 def open_backend_for(args: Any, model: Any, bundle: Any) -> Any:
     """A fresh backend of ``args.backend`` for ``model`` (torch) or the exported ``bundle`` (ort / trt)."""
     if args.backend == "torch":
@@ -157,13 +165,7 @@ def open_backend_for(args: Any, model: Any, bundle: Any) -> Any:
         from esan.runtime.backends.torch_backend import TorchBackend
 
         return TorchBackend(model=copy.deepcopy(model), device=args.device, precision=args.precision)
-    if args.backend == "ort":
-        from esan.runtime.backends.ort_backend import OrtBackend
-
-        return OrtBackend(bundle, device=args.device, threads=args.threads)
-    from esan.runtime.backends.trt_backend import TrtBackend
-
-    return TrtBackend(bundle, device="cuda", lookahead=args.lookahead)
+    return open_bundle_backend(args, bundle)
 
 
 def run_for_bench(args: Any, model: Any, bundle: Any, frames: list[np.ndarray], fill: int,

@@ -187,10 +187,10 @@ def naive_config(cfg: Any) -> BackendConfig:
 class NaiveBackend(Backend):
     """A ``NaiveEngine`` as a ``Backend``, so ``StreamProcessor(backend, L)`` runs the naive schedule.
 
-    ``encode`` keeps the letterboxed frame and mask (no compute); ``align`` re-encodes all ``2T+1``
-    window frames with the engine and runs the naive aligner, returning ``(A_t, A_t)`` (the plain
-    fused feature: the naive cells take ``A`` with their plain concat conv on ``cat(A, h)``);
-    ``backward_window`` is ``None``, so the processor runs ``L+1`` naive backward steps. The
+    ``encode_batch`` keeps the letterboxed frames and masks (no compute); ``align_batch`` re-encodes all
+    ``2T+1`` window frames with the engine and runs the naive aligner, returning ``(A_t, A_t)`` (the plain
+    fused feature: the naive cells take ``A`` with their plain concat conv on ``cat(A, h)``); there is no
+    ``backward_window_batch``, so the processor runs ``L+1`` naive backward steps. The
     processor's own ``timings_ms`` therefore count the re-encoding under ``align``; the engine's calls
     are the naive stages (the benchmark times those).
     """
@@ -201,23 +201,26 @@ class NaiveBackend(Backend):
         super().__init__(naive_config(cfg), device=device, precision=precision)
         self.engine = engine
 
-    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
-        return {"frame": frame, "valid": valid}
+    # the naive engine serves one stream per call: each stage loops over the streams
+    def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
+        return [{"frame": frames[i:i + 1], "valid": valid[i:i + 1]} for i in range(len(frames))]
 
-    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
-        feats = [self.engine.encode(e["frame"], e["valid"]) for e in window]  # no cache: 2T+1 encodes
-        a = self.engine.align(feats)
-        return a, a
+    def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
+        out = []
+        for window in windows:
+            a = self.engine.align([self.engine.encode(e["frame"], e["valid"]) for e in window])  # 2T+1 encodes
+            out.append((a, a))
+        return out
 
-    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
+    def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
         check_direction(direction)
-        return self.engine.step(direction, x, h, c)
+        return [self.engine.step(direction, x, h, c) for x, h, c in zip(xs, hs, cs, strict=True)]
 
     def zero_state(self) -> State:
         return self.engine.zero_state()
 
-    def decode(self, hf: Array, hb: Array) -> np.ndarray:
-        return self.engine.decode(hf, hb)
+    def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
+        return [self.engine.decode(hf, hb) for hf, hb in zip(hfs, hbs, strict=True)]
 
     def close(self) -> None:
         close = getattr(self.engine, "close", None)

@@ -131,22 +131,20 @@ def in_process(backend: Any, lookahead: int, chunk: int, n_streams: int, frames:
 
 
 def _local_backend(args: argparse.Namespace, params: dict[str, str]) -> Any:
-    from esan.runtime.backends import open_backend
+    """The served model's engines in this process (ONNX Runtime CPU), through the runtime's one API."""
     from esan.runtime.core.bundle import sha256_file
+    from esan.runtime.session import prepare
 
-    bundle = args.bundle
-    lookahead = int(params["lookahead"])
-    if bundle is None and args.checkpoint:
-        from esan.export.bundle_cache import ensure_bundle
-
-        bundle = ensure_bundle(args.checkpoint, lookahead, params.get("precision", "fp32"), "standard",
-                               log=lambda m: print(f"bench: {m}", flush=True))
-    if bundle is None:
+    if args.bundle is None and not args.checkpoint:
         return None
-    if sha256_file(Path(bundle) / "manifest.json") != params.get("bundle_sha256"):
-        print(f"bench: note: {bundle} is not the bundle the server runs; in-process figures are for {bundle}",
-              flush=True)
-    return open_backend("ort", bundle_dir=bundle, lookahead=lookahead, threads=args.threads)
+    session = prepare(args.checkpoint, bundle=args.bundle, backend="ort", device="cpu",
+                      lookahead=int(params["lookahead"]), precision=params.get("precision") or None,
+                      threads=args.threads, log=lambda m: print(f"bench: {m}", flush=True))  # fmt: skip
+    bundle = session.bundle  # exported once for a checkpoint
+    if sha256_file(bundle.root / "manifest.json") != params.get("bundle_sha256"):
+        print(f"bench: note: {bundle.root} is not the bundle the server runs; in-process figures are for "
+              f"{bundle.root}", flush=True)
+    return session.open_backend()
 
 
 def run_served(args: argparse.Namespace) -> int:
@@ -159,7 +157,7 @@ def run_served(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise UserError("need --frames >= 1")
     probe = RemoteStream(servers[0])
-    params = dict(probe.backend.params)
+    params = dict(probe.model.params)
     probe.close()
     out = Path(args.out)
     frames = load_frames(args, args.frames, out)

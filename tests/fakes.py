@@ -7,16 +7,11 @@ import time
 import numpy as np
 
 from esan.runtime.core.letterbox import map_box
+from esan.runtime.core.scheduler import check_frame
+from esan.runtime.core.scheduler_api import EngineInfo
 from esan.runtime.core.stream_state import StreamResult
 
 IN_HW, OUT_HW = (64, 96), (32, 48)
-
-
-class FakeBackend:
-    name, device, precision = "fake", "cpu", "fp32"
-
-    def close(self) -> None:
-        pass
 
 
 class FakeScheduler:
@@ -25,7 +20,8 @@ class FakeScheduler:
 
     def __init__(self, delay: int = 3, interrupt_at: int | None = None, slow_s: float = 0.0) -> None:
         self.delay_frames, self.lookahead, self.backward_chunk, self.radius = delay, delay, 1, 0
-        self.backend = FakeBackend()
+        self.engine = EngineInfo("fake", "cpu", "fp32")
+        self.shut_down = False
         self.interrupt_at, self.slow_s = interrupt_at, slow_s
         self.queued: dict[object, list[tuple[int, np.ndarray, object]]] = {}
         self.waiting: dict[object, list[tuple[int, np.ndarray, object]]] = {}
@@ -38,11 +34,18 @@ class FakeScheduler:
     def streams(self) -> list[object]:
         return list(self.n)
 
+    def location(self, sid: object) -> str | None:
+        return None
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
     def open_stream(self, sid: object = None) -> object:
         self.queued[sid], self.waiting[sid], self.n[sid] = [], [], 0
         return sid
 
     def push(self, sid: object, frame: np.ndarray, payload: object = None) -> None:
+        check_frame(frame)  # as every scheduler's push
         if self.interrupt_at is not None and self.n[sid] == self.interrupt_at:
             raise KeyboardInterrupt
         self.queued[sid].append((self.n[sid], frame, payload))

@@ -108,7 +108,7 @@ def main() -> int:
     run = pipeline.run()
     stop.set()
     sampler.join()
-    scheduler.backend.close()
+    scheduler.shutdown()
 
     rss = np.asarray([m for _, m in samples]) if samples else np.asarray([rss_mb()])
     skip = max(1, len(rss) // 10)  # warm-up: the first tenth of the run

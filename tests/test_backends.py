@@ -69,7 +69,7 @@ def test_factory_argument_errors(tmp_path):
     with pytest.raises(UserError, match="needs a bundle directory"):
         open_backend("ort")
     with pytest.raises(UserError, match="lookahead"):
-        open_backend("ort", bundle_dir=tmp_path, lookahead=-1)
+        open_backend("ort", bundle_dir=fake_bundle(tmp_path / "neg"), lookahead=-1)
     with pytest.raises(UserError, match="to_onnx.py") as exc:
         open_backend("ort", bundle_dir=tmp_path / "missing")
     one_line(exc)

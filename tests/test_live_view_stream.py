@@ -46,13 +46,13 @@ def frames_served(url: str) -> int:
 
 
 def test_the_pipeline_serves_its_overlays_while_a_viewer_stalls(tiny_bundle: Path, clips: dict[str, Path]) -> None:
-    from esan.runtime.cli.stream import open_scheduler
+    import esan.runtime
     from esan.runtime.io.outputs import OutputOptions, Outputs
     from esan.runtime.io.pipeline import run_stream
     from esan.runtime.io.sources import open_source
     from esan.runtime.io.viewers import open_viewers
 
-    scheduler = open_scheduler("ort", bundle=str(tiny_bundle), lookahead=BUNDLE_LOOKAHEAD)
+    scheduler = esan.runtime.open(bundle=tiny_bundle, backend="ort", device="cpu", lookahead=BUNDLE_LOOKAHEAD)
     source = open_source(source=str(clips["short"]))  # a file: every frame is processed
     viewers, _ = open_viewers(False, 0, "127.0.0.1", "grey clip")
     outputs = Outputs(OutputOptions(view_port=0), {}, fps=source.fps, title="grey clip", display=viewers)
@@ -68,7 +68,7 @@ def test_the_pipeline_serves_its_overlays_while_a_viewer_stalls(tiny_bundle: Pat
     try:
         summary = run_stream(source, scheduler, outputs, display=viewers)  # closes the live view at the end
     finally:
-        scheduler.backend.close()
+        scheduler.shutdown()
     reader.join(timeout=30)
     stalled.close()
     stats = view.stats()

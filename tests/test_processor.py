@@ -19,37 +19,37 @@ T = 2  # tiny preset radius
 
 
 class Counting(Backend):
-    """Delegates to a real backend and counts engine calls."""
+    """Delegates to a real backend and counts the items (frames, windows, steps) of its stage calls."""
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(inner.config, device=inner.device, precision=inner.precision)
         self.inner = inner
         self.calls = {"encode": 0, "align": 0, "fwd": 0, "bwd": 0, "window": 0, "decode": 0}
 
-    def encode(self, frame, valid):
-        self.calls["encode"] += 1
-        return self.inner.encode(frame, valid)
+    def encode_batch(self, frames, valid):
+        self.calls["encode"] += len(frames)
+        return self.inner.encode_batch(frames, valid)
 
-    def align(self, window, ref):
-        assert len(window) == 2 * T + 1
-        self.calls["align"] += 1
-        return self.inner.align(window, ref)
+    def align_batch(self, windows, refs):
+        assert all(len(w) == 2 * T + 1 for w in windows)
+        self.calls["align"] += len(windows)
+        return self.inner.align_batch(windows, refs)
 
-    def step(self, direction, x, h, c):
-        self.calls[direction] += 1
-        return self.inner.step(direction, x, h, c)
+    def step_batch(self, direction, xs, hs, cs):
+        self.calls[direction] += len(xs)
+        return self.inner.step_batch(direction, xs, hs, cs)
 
     def zero_state(self):
         return self.inner.zero_state()
 
-    def backward_window(self, xs):
-        hb = self.inner.backward_window(xs)
-        self.calls["window"] += hb is not None
+    def backward_window_batch(self, xss):
+        hb = self.inner.backward_window_batch(xss)
+        self.calls["window"] += 0 if hb is None else len(xss)
         return hb
 
-    def decode(self, hf, hb):
-        self.calls["decode"] += 1
-        return self.inner.decode(hf, hb)
+    def decode_batch(self, hfs, hbs):
+        self.calls["decode"] += len(hfs)
+        return self.inner.decode_batch(hfs, hbs)
 
 
 def stream(proc: StreamProcessor, frames, payloads=None) -> tuple[list[StreamResult], list[int]]:

@@ -30,23 +30,8 @@ class BatchCounting(Backend):
         self.inner = inner
         self.batches: dict[str, list[int]] = {k: [] for k in ("encode", "align", "fwd", "bwd", "window", "decode")}
 
-    def encode(self, frame, valid):
-        return self.inner.encode(frame, valid)
-
-    def align(self, window, ref):
-        return self.inner.align(window, ref)
-
-    def step(self, direction, x, h, c):
-        return self.inner.step(direction, x, h, c)
-
     def zero_state(self):
         return self.inner.zero_state()
-
-    def backward_window(self, xs):
-        return self.inner.backward_window(xs)
-
-    def decode(self, hf, hb):
-        return self.inner.decode(hf, hb)
 
     def encode_batch(self, frames, valid):
         self.batches["encode"].append(len(frames))

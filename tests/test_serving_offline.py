@@ -117,3 +117,18 @@ def test_router_interleaved_sequences_errors_and_idle(router, ort_backend) -> No
     r.handle([Request(4, True, False, b[0])])
     clock.t += 5.5
     assert r.reap() == [4] and r.active == 0 and r.stats.idle_freed == 1
+
+
+def test_router_rejects_malformed_frames_through_the_schedulers_one_check(router) -> None:
+    """The frame's type and shape are checked once on the server, by the scheduler's push: a malformed
+    frame fails its request only; a stream it would have started is not kept, an open stream goes on."""
+    r, _ = router
+    clip = make_clip(3, (40, 90), seed=3)
+    first = r.handle([Request(7, True, False, np.zeros((20, 30, 3), np.float32))])[0]
+    assert first.error.startswith(P.BAD_FRAME) and "uint8" in first.error and r.active == 0
+    assert r.handle([Request(7, True, False, clip[0])])[0].error is None
+    grey = r.handle([Request(7, False, False, np.zeros((20, 30, 4), np.uint8))])[0]
+    assert grey.error.startswith(P.BAD_FRAME) and "[20, 30, 4]" in grey.error and r.active == 1
+    assert r.handle([Request(7, False, False, clip[1])])[0].error is None
+    end = r.handle([Request(7, False, True, clip[2])])[0]
+    assert end.error is None and r.active == 0 and r.stats.rejected == 2 and r.stats.frames == 3

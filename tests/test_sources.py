@@ -128,7 +128,7 @@ def test_ctrl_c_flushes_and_finalises(tmp_path: Path) -> None:
 
 def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from esan.runtime import cli
-    from esan.runtime.cli import stream as stream_cli
+    from esan.runtime.session import Session
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -136,7 +136,7 @@ def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.Monkey
         cv2.imwrite(str(frames / f"{i:04d}.png"), np.full((30, 50, 3), i * 20, np.uint8))
     ckpt = tmp_path / "fake.pt"
     ckpt.write_bytes(b"x")
-    monkeypatch.setattr(stream_cli, "open_scheduler", lambda *a, **k: FakeScheduler(delay=2, interrupt_at=6))
+    monkeypatch.setattr(Session, "scheduler", lambda self: FakeScheduler(delay=2, interrupt_at=6))
     rc = cli.main(["stream", "--source", str(frames), "--checkpoint", str(ckpt),
                    "--report", str(tmp_path / "r.json"), "--save-video", str(tmp_path / "v.mp4")])
     assert rc == 130
@@ -220,7 +220,7 @@ def test_camera_disconnect_and_no_frame(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_show_without_display_degrades(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     from esan.runtime import cli
-    from esan.runtime.cli import stream as stream_cli
+    from esan.runtime.session import Session
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -230,7 +230,7 @@ def test_show_without_display_degrades(tmp_path: Path, monkeypatch: pytest.Monke
     ckpt.write_bytes(b"x")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(stream_cli, "open_scheduler", lambda *a, **k: FakeScheduler(delay=1))
+    monkeypatch.setattr(Session, "scheduler", lambda self: FakeScheduler(delay=1))
     assert cli.main(["stream", "--source", str(frames), "--checkpoint", str(ckpt), "--show"]) == 0
     out = capsys.readouterr().out
     assert "--show skipped" in out and "frames: 4 processed" in out

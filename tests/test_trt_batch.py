@@ -104,7 +104,7 @@ def test_calls_split_at_the_profile_maximum(trt_sim):
     calls.clear()
     entries = backend.encode_batch(np.stack(frames), np.ones((5, 64, 96, 1), np.uint8))
     assert [b for g, b in calls if g == "encoder"] == [2, 2, 1]
-    single = [backend.encode(f[None], np.ones((1, 64, 96, 1), np.uint8)) for f in frames]
+    single = [backend.encode_batch(f[None], np.ones((1, 64, 96, 1), np.uint8))[0] for f in frames]
     for got, exp in zip(entries, single, strict=True):
         assert set(got) == set(exp)
         for name in got:

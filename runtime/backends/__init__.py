@@ -23,9 +23,19 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "Backend", "BackendConfig", "open_backend"]
 
-KINDS = ("torch", "ort", "trt")
+KINDS = ("ort", "trt", "torch")  # the backend kinds, defined here only
+AUTO = "auto"
+DEVICE_PATTERN = r"cpu|cuda(:\d+)?|tensorrt"
 _ALIASES = {"onnxruntime": "ort", "ort-cpu": "ort", "tensorrt": "trt", "pytorch": "torch"}
 _TORCH_HINT = "pip install 'esan-rt[train]' (or pip install torch torchvision)"
+
+
+def check_device(device: str, *, auto: bool = True) -> None:
+    """Refuse a device name no backend knows (``auto`` only where ``auto`` is allowed)."""
+    if not (auto and device.lower() == AUTO) and not re.fullmatch(DEVICE_PATTERN, device.lower()):
+        extra = "auto, " if auto else ""
+        raise UserError(f"unknown device {device!r}; use {extra}cpu, cuda (or cuda:N) or tensorrt "
+                        "(ONNX Runtime's TensorRT execution provider)")
 
 
 def open_backend(
@@ -49,12 +59,9 @@ def open_backend(
     on the GPU. ``threads``: CPU intra-op threads (None: the library's default).
     """
     k = _ALIASES.get(kind.lower(), kind.lower())
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|tensorrt", device):
-        raise UserError(f"unknown device {device!r}; use cpu, cuda (or cuda:N) or tensorrt (ONNX Runtime's TRT EP)")
+    check_device(device, auto=False)
     if k not in KINDS:
         raise UserError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
-    if lookahead is not None and (isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0):
-        raise UserError(f"lookahead must be an integer >= 0, got {lookahead!r}")
     if k == "torch":
         if checkpoint is None:
             raise UserError("the torch backend needs a checkpoint (--checkpoint PATH)")

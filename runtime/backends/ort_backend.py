@@ -7,18 +7,18 @@ Providers: ``device="cpu"`` -> CPUExecutionProvider. ``device="cuda"`` (needs ``
 Bundles exported with ``--dcn plugin`` hold a custom node only TensorRT can run: they always go to
 the TensorRT EP, with our plugin library handed over via ``trt_extra_plugin_lib_paths``.
 The unrolled ``bwd_window`` graph serves exactly ``L+1`` frames for the bundle's ``L``; other
-lengths return ``None`` and the processor falls back to ``cell_bwd`` steps.
+lengths return ``None`` and the scheduler steps ``cell_bwd`` instead.
 
-Batch: on a bundle with a dynamic batch axis (manifest ``"batch": "dynamic"``) every ``*_batch`` stage is
-one ``session.run``: the streams' arrays are concatenated along dimension 0 (the aligner's windows and
+Batch: on a bundle with a dynamic batch axis (manifest ``"batch": "dynamic"``) every stage is one
+``session.run`` for all streams: their arrays are concatenated along dimension 0 (the aligner's windows and
 ``bwd_window``'s inputs stream-major, docs/contracts.md), and the outputs are split back into per-stream
-numpy views. Format 1 bundles (static batch 1) run one stream per call (``batched`` is False).
+numpy views. Format 1 bundles (static batch 1) run the same code one stream per call (``batched`` is False).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,75 +166,62 @@ class OrtBackend(Backend):
         cast = {k: v if v.dtype == dtypes[k] else v.astype(dtypes[k]) for k, v in feeds.items()}
         return self.sessions[graph].run(self._out_names[graph], cast)
 
-    def _named(self, graph: str, feeds: dict[str, Array]) -> dict[str, np.ndarray]:
-        return dict(zip(self._out_names[graph], self._run(graph, feeds), strict=True))
+    # -- stages: one session.run per group of streams (all of them on a dynamic-batch bundle) ----------
+    def _groups(self, n: int) -> Iterator[range]:
+        step = n if self.batched else 1  # a format 1 bundle's graphs take one stream
+        for lo in range(0, n, max(step, 1)):
+            yield range(lo, min(lo + step, n))
 
-    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
-        return self._named("encoder", {"frame": frame, "valid": valid})
-
-    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
-        feeds = {name: np.concatenate([e[key] for e in window], axis=0) for name, key in WINDOW_INPUTS.items()}
-        feeds.update({name: ref[name] for name in REFERENCE_INPUTS})
-        outs = self._named("aligner", feeds)
-        return outs["xf"], outs["xb"]
-
-    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
-        check_direction(direction)
-        outs = self._named(f"cell_{direction}", {"x": x, "h": h, "c": c})
-        return outs["h_out"], outs["c_out"]
-
-    def zero_state(self) -> State:
-        return self._zero[0].copy(), self._zero[1].copy()
-
-    def backward_window(self, xs: Sequence[Array]) -> Array | None:
-        if len(xs) != self.bundle.lookahead + 1:  # every bundle has bwd_window (load_bundle checks)
-            return None
-        return self._run("bwd_window", {"xs": np.concatenate(list(xs), axis=0)})[0]
-
-    def decode(self, hf: Array, hb: Array) -> np.ndarray:
-        out = self._run("decoder", {"hf": hf, "hb": hb})[0]
-        return np.ascontiguousarray(out[0, 0], dtype=np.float32)
-
-    # -- batched stages: one session.run for all streams (dynamic-batch bundles) ----------------------
-    def _split(self, arrays: list[np.ndarray], n: int) -> list[list[np.ndarray]]:
+    @staticmethod
+    def _split(arrays: list[np.ndarray], n: int) -> list[list[np.ndarray]]:
         """Per stream, its row of every output (numpy views)."""
         return [[a[i:i + 1] for a in arrays] for i in range(n)]
 
     def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
-        if not self.batched or len(frames) == 1:
-            return super().encode_batch(frames, valid)
-        outs = self._run("encoder", {"frame": frames, "valid": valid})
-        return [dict(zip(self._out_names["encoder"], row, strict=True)) for row in self._split(outs, len(frames))]
+        entries: list[Entry] = []
+        for g in self._groups(len(frames)):
+            outs = self._run("encoder", {"frame": frames[g.start:g.stop], "valid": valid[g.start:g.stop]})
+            entries += [dict(zip(self._out_names["encoder"], row, strict=True)) for row in self._split(outs, len(g))]
+        return entries
 
     def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
-        if not self.batched or len(windows) == 1:
-            return super().align_batch(windows, refs)
-        feeds = {name: np.concatenate([e[key] for w in windows for e in w]) for name, key in WINDOW_INPUTS.items()}
-        feeds.update({name: np.concatenate([r[name] for r in refs]) for name in REFERENCE_INPUTS})
-        xf, xb = self._run("aligner", feeds)
-        return [(a, b) for a, b in self._split([xf, xb], len(windows))]
+        out: list[tuple[Array, Array]] = []
+        for g in self._groups(len(windows)):
+            feeds = {name: np.concatenate([e[key] for i in g for e in windows[i]])
+                     for name, key in WINDOW_INPUTS.items()}  # fmt: skip
+            feeds.update({name: np.concatenate([refs[i][name] for i in g]) for name in REFERENCE_INPUTS})
+            xf, xb = self._run("aligner", feeds)
+            out += [(a, b) for a, b in self._split([xf, xb], len(g))]
+        return out
 
     def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
         check_direction(direction)
-        if not self.batched or len(xs) == 1:
-            return super().step_batch(direction, xs, hs, cs)
-        feeds = {"x": np.concatenate(xs), "h": np.concatenate(hs), "c": np.concatenate(cs)}
-        h, c = self._run(f"cell_{direction}", feeds)
-        return [(a, b) for a, b in self._split([h, c], len(xs))]
+        out: list[State] = []
+        for g in self._groups(len(xs)):
+            feeds = {name: np.concatenate([arrays[i] for i in g]) for name, arrays in (("x", xs), ("h", hs), ("c", cs))}
+            h, c = self._run(f"cell_{direction}", feeds)
+            out += [(a, b) for a, b in self._split([h, c], len(g))]
+        return out
+
+    def zero_state(self) -> State:
+        return self._zero[0].copy(), self._zero[1].copy()
 
     def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
-        if not self.batched or len(xss) == 1:
-            return super().backward_window_batch(xss)
-        if any(len(xs) != self.bundle.lookahead + 1 for xs in xss):
+        if any(len(xs) != self.bundle.lookahead + 1 for xs in xss):  # every bundle has bwd_window for its L
             return None
-        (hb,) = self._run("bwd_window", {"xs": np.concatenate([x for xs in xss for x in xs])})
-        return [row[0] for row in self._split([hb], len(xss))]
+        out: list[Array] = []
+        for g in self._groups(len(xss)):
+            (hb,) = self._run("bwd_window", {"xs": np.concatenate([x for i in g for x in xss[i]])})
+            out += [row[0] for row in self._split([hb], len(g))]
+        return out
 
     def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
-        if not self.batched or len(hfs) == 1:
-            return super().decode_batch(hfs, hbs)
-        (maps,) = self._run("decoder", {"hf": np.concatenate(hfs), "hb": np.concatenate(hbs)})
-        return [np.ascontiguousarray(m[0], dtype=np.float32) for m in maps]
+        maps: list[np.ndarray] = []
+        for g in self._groups(len(hfs)):
+            (out,) = self._run("decoder", {"hf": np.concatenate([hfs[i] for i in g]),
+                                           "hb": np.concatenate([hbs[i] for i in g])})  # fmt: skip
+            maps += [np.ascontiguousarray(m[0], dtype=np.float32) for m in out]
+        return maps
 
     def close(self) -> None:
         self.sessions = {}

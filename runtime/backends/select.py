@@ -11,14 +11,18 @@ TensorRT, torch or CUDA until a choice needs them.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, NamedTuple
 
-from esan.runtime.backends import cuda_probe
+from esan.runtime.backends import AUTO, KINDS, check_device, cuda_probe
 from esan.runtime.core.errors import UserError
 
-BACKEND_CHOICES = ("auto", "ort", "trt", "torch")
-AUTO = "auto"
+BACKEND_CHOICES = (AUTO, *KINDS)
+
+
+def check_backend(backend: str) -> None:
+    """Refuse a backend name that is neither ``auto`` nor one of ``KINDS``."""
+    if backend.lower() not in BACKEND_CHOICES:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
 
 
 class BackendChoice(NamedTuple):
@@ -104,10 +108,8 @@ def choose_backend(backend: str = AUTO, device: str = AUTO, *, bundle: Any = Non
     slower than the exported graphs); ``--backend torch --device auto`` takes CUDA when torch sees it.
     """
     backend, device = backend.lower(), device.lower()
-    if backend not in BACKEND_CHOICES:
-        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
-    if device != AUTO and not re.fullmatch(r"cpu|cuda(:\d+)?|tensorrt", device):
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda (or cuda:N) or tensorrt")
+    check_backend(backend)
+    check_device(device)
     if backend != AUTO and device != AUTO:
         return BackendChoice(backend, device, "as requested")
     if backend == "trt":

@@ -7,8 +7,8 @@ the decoder runs in fp32 — the same casts as the fp16 ONNX graphs of ``esan.ex
 Normalisation is exactly ``esan.runtime.core.letterbox.normalize``: ``(x / 255 - mean) / std`` in fp32,
 then zero on the padding (via the valid mask).
 
-Batch: the ``*_batch`` stages run the model once on the streams' tensors concatenated along dimension 0
-(``torch.cat``; windows stacked to ``[B, K, ...]``) and split the outputs back into per-stream views.
+Stages: each runs the model once on the streams' tensors concatenated along dimension 0 (``torch.cat``;
+windows stacked to ``[B, K, ...]``) and splits the outputs back into per-stream views.
 """
 
 from __future__ import annotations
@@ -87,18 +87,8 @@ class TorchBackend(Backend):
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.torch_device)
 
-    @torch.inference_mode()
-    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
-        x = normalize_uint8_frames(self._tensor(frame), self._tensor(valid), self._mean, self._std)
-        return self.model.encode(x.to(self.dtype))
-
-    @torch.inference_mode()
-    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
-        win = {name: torch.stack([e[name][0] for e in window])[None] for name in WINDOW_INPUTS.values()}
-        return self.model.align(win, {name: ref[name] for name in REFERENCE_INPUTS})
-
-    @torch.inference_mode()
-    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
+    # -- stages: one model call for all streams ---------------------------------------------------
+    def _step(self, direction: str, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> State:
         check_direction(direction)
         # fp32 x promotes the gate sum to fp32 (the recurrent conv on h runs in the compute dtype),
         # exactly like the fp16 ONNX cells; c stays fp32, h goes back to the compute dtype
@@ -106,28 +96,9 @@ class TorchBackend(Backend):
         return h_new.to(self.dtype), c_new.float()
 
     @torch.inference_mode()
-    def zero_state(self) -> State:
-        shape = (1, self.config.hidden, *self.config.state_size)
-        return (
-            torch.zeros(shape, dtype=self.dtype, device=self.torch_device),
-            torch.zeros(shape, dtype=torch.float32, device=self.torch_device),
-        )
-
-    @torch.inference_mode()
-    def backward_window(self, xs: Sequence[Array]) -> Array | None:
-        h, c = self.zero_state()
-        for x in reversed(xs):
-            h, c = self.step("bwd", x, h, c)
-        return h
-
-    @torch.inference_mode()
-    def decode(self, hf: Array, hb: Array) -> np.ndarray:
-        return self.model.decode(hf, hb)[0, 0].float().cpu().numpy()
-
-    # -- batched stages: one model call for all streams -------------------------------------------
-    @torch.inference_mode()
     def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
-        entry = self.encode(frames, valid)
+        x = normalize_uint8_frames(self._tensor(frames), self._tensor(valid), self._mean, self._std)
+        entry = self.model.encode(x.to(self.dtype))
         return [{k: v[i:i + 1] for k, v in entry.items()} for i in range(len(frames))]
 
     @torch.inference_mode()
@@ -138,8 +109,16 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
-        h, c = self.step(direction, torch.cat(list(xs)), torch.cat(list(hs)), torch.cat(list(cs)))
+        h, c = self._step(direction, torch.cat(list(xs)), torch.cat(list(hs)), torch.cat(list(cs)))
         return list(zip(h.split(1), c.split(1), strict=True))
+
+    @torch.inference_mode()
+    def zero_state(self) -> State:
+        shape = (1, self.config.hidden, *self.config.state_size)
+        return (
+            torch.zeros(shape, dtype=self.dtype, device=self.torch_device),
+            torch.zeros(shape, dtype=torch.float32, device=self.torch_device),
+        )
 
     @torch.inference_mode()
     def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
@@ -147,7 +126,7 @@ class TorchBackend(Backend):
             raise ValueError("backward_window_batch needs windows of one length")
         h, c = (torch.cat([z] * len(xss)) for z in self.zero_state())
         for k in range(len(xss[0]) - 1, -1, -1):
-            h, c = self.step("bwd", torch.cat([xs[k] for xs in xss]), h, c)
+            h, c = self._step("bwd", torch.cat([xs[k] for xs in xss]), h, c)
         return list(h.split(1))
 
     @torch.inference_mode()

@@ -5,19 +5,16 @@ Works with TensorRT 10.x and 11.x: both use the name-based tensor API (``num_io_
 ``get_tensor_name/mode/shape/dtype``), ``set_tensor_address`` and ``execute_async_v3``; engines are
 built strongly typed, so precision comes with the engines (nothing to configure here).
 
-Memory: one execution context per engine; every engine input that the processor does not already
-hold on the device (the uint8 frame and mask, the stacked aligner window, the stacked ``bwd_window``
-input) has one buffer allocated once; outputs are taken from a pool of device buffers that return to
-the pool when the processor drops the array (its ring buffer eviction), so steady-state streaming
-allocates nothing. Ring-buffer entries, ``xf/xb`` and states stay on the GPU; window stacking is a
-device-to-device copy; only the final map is copied to the host. Everything is enqueued on one
+Memory: one execution context per engine; inputs and outputs are taken from a pool of device buffers
+that return to the pool when the scheduler drops the array (its ring buffer eviction), so steady-state
+streaming allocates nothing. Ring-buffer entries, ``xf/xb`` and states stay on the GPU; window stacking
+is a device-to-device copy; only the final maps are copied to the host. Everything is enqueued on one
 stream, so a recycled buffer is never overwritten before earlier work that reads it.
 
-Batch: engines of a dynamic-batch bundle have one optimisation profile over 1 .. ``max_batch`` streams
-(``export/to_trt.py --max-streams``); single-stream calls set batch 1, the ``*_batch`` stages
-(``esan.runtime.backends.trt_batch``) gather the streams' device arrays into one batch, run the engine
-once per ``max_batch`` streams and scatter the outputs back into per-stream buffers. Engines of format 1
-bundles (static batch 1) run one stream per call.
+Stages (``esan.runtime.backends.trt_batch``): engines of a dynamic-batch bundle have one optimisation
+profile over 1 .. ``max_batch`` streams (``export/to_trt.py --max-streams``); each stage gathers the
+streams' device arrays into one batch, runs the engine once per ``max_batch`` streams and scatters the
+outputs back into per-stream buffers. Engines of format 1 bundles (static batch 1) run one stream per call.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import os
 import warnings
 import weakref
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +31,8 @@ import numpy as np
 from esan.runtime.backends import cuda_probe
 from esan.runtime.backends.trt_batch import TrtBatchMixin, batched_shape
 from esan.runtime.core.backend_api import (
-    REFERENCE_INPUTS,
-    WINDOW_INPUTS,
-    Array,
     Backend,
     BackendConfig,
-    Entry,
-    State,
-    check_direction,
 )
 from esan.runtime.core.bundle import Bundle, GraphSpec, check_compatible, load_bundle
 from esan.runtime.core.errors import UserError
@@ -238,13 +228,6 @@ class TrtBackend(TrtBatchMixin, Backend):
             self.engines = {g: _Engine(trt, self._runtime, bundle.engine_path(g), g, spec)
                             for g, spec in bundle.graphs.items()}  # fmt: skip
             self.max_batch = min(e.max_batch for e in self.engines.values())
-            # inputs the processor does not hold on the device: one persistent buffer each
-            self._staging = {
-                (g, n): self.pool.get(*desc)
-                for g, n in [("encoder", "frame"), ("encoder", "valid"), ("bwd_window", "xs")]
-                + [("aligner", w) for w in WINDOW_INPUTS]
-                for desc in [self.engines[g].inputs[n]]
-            }
             self._map = self.pool.get(*self.engines["decoder"].outputs["map"])
         except BaseException:
             self.close()
@@ -269,50 +252,6 @@ class TrtBackend(TrtBatchMixin, Backend):
         if not eng.context.execute_async_v3(self.cuda.handle):
             raise RuntimeError(f"TensorRT failed to enqueue {graph}")
         return outs
-
-    def _stack(self, graph: str, name: str, parts: Sequence[DeviceArray]) -> DeviceArray:
-        dst = self._staging[(graph, name)]
-        offset = 0
-        for p in parts:
-            self.cuda.copy(dst.ptr + offset, p.ptr, p.nbytes, "DeviceToDevice")
-            offset += p.nbytes
-        return dst
-
-    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
-        self._host = (np.ascontiguousarray(frame), np.ascontiguousarray(valid))  # alive until the copy ran
-        for name, host in zip(("frame", "valid"), self._host, strict=True):
-            self.cuda.copy(self._staging[("encoder", name)].ptr, host.ctypes.data, host.nbytes, "HostToDevice")
-        return self._run("encoder", {n: self._staging[("encoder", n)] for n in ("frame", "valid")})
-
-    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
-        feeds = {name: self._stack("aligner", name, [e[key] for e in window]) for name, key in WINDOW_INPUTS.items()}
-        feeds.update({name: ref[name] for name in REFERENCE_INPUTS})
-        outs = self._run("aligner", feeds)
-        return outs["xf"], outs["xb"]
-
-    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
-        check_direction(direction)
-        outs = self._run(f"cell_{direction}", {"x": x, "h": h, "c": c})
-        return outs["h_out"], outs["c_out"]
-
-    def zero_state(self) -> State:
-        eng = self.engines["cell_fwd"]
-        h, c = self.pool.get(*eng.inputs["h"]), self.pool.get(*eng.inputs["c"])
-        self.cuda.zero(h.ptr, h.nbytes)
-        self.cuda.zero(c.ptr, c.nbytes)
-        return h, c
-
-    def backward_window(self, xs: Sequence[Array]) -> Array | None:
-        if len(xs) != self.bundle.lookahead + 1:
-            return None
-        return self._run("bwd_window", {"xs": self._stack("bwd_window", "xs", xs)})["hb"]
-
-    def decode(self, hf: Array, hb: Array) -> np.ndarray:
-        self._run("decoder", {"hf": hf, "hb": hb})
-        host = np.empty(self._map.shape, self._map.dtype)
-        self.cuda.copy(host.ctypes.data, self._map.ptr, host.nbytes, "DeviceToHost")
-        self.cuda.sync()
-        return np.ascontiguousarray(host[0, 0], dtype=np.float32)
 
     def close(self) -> None:
         """Wait for the stream, then free every buffer and the stream, even when the wait fails.

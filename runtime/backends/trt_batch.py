@@ -1,4 +1,4 @@
-"""Batched stages of the TensorRT backend: gather the streams' device arrays, run once, scatter back.
+"""The stages of the TensorRT backend: gather the streams' device arrays, run once, scatter back.
 
 Mixed into ``esan.runtime.backends.trt_backend.TrtBackend`` (which provides ``pool``, ``cuda``,
 ``engines``, ``bundle``, ``max_batch`` and ``_run(graph, inputs, batch)``). Per call of up to ``max_batch``
@@ -6,7 +6,7 @@ streams: every input is gathered into one pool buffer by device-to-device copies
 layout of docs/contracts.md), the engine runs with that batch, and each output is copied into one pool
 buffer per stream, so a stream's cached arrays never pin another stream's memory and every binding
 keeps the pool's alignment. Everything is enqueued on the backend's one CUDA stream. Engines with a
-static batch 1 (format 1 bundles) fall back to the single-stream calls.
+static batch 1 (format 1 bundles) have ``max_batch`` 1: the same code, one stream per run.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ def batched_shape(shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
 
 
 class TrtBatchMixin:
-    """``encode_batch`` .. ``decode_batch`` for ``TrtBackend`` (module docstring)."""
+    """``encode_batch`` .. ``decode_batch`` and ``zero_state`` for ``TrtBackend`` (module docstring)."""
 
     pool: Any
     cuda: Any
     bundle: Any
+    engines: dict[str, Any]
     max_batch: int = 1
 
     def _groups(self, n: int) -> Iterator[range]:
@@ -56,8 +57,6 @@ class TrtBatchMixin:
         return {name: self._scatter(arr, n) for name, arr in outs.items()}
 
     def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
-        if self.max_batch <= 1 or len(frames) == 1:
-            return super().encode_batch(frames, valid)  # type: ignore[misc]
         entries: list[Entry] = []
         for g in self._groups(len(frames)):
             host = (np.ascontiguousarray(frames[g.start:g.stop]), np.ascontiguousarray(valid[g.start:g.stop]))
@@ -71,8 +70,6 @@ class TrtBatchMixin:
         return entries
 
     def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
-        if self.max_batch <= 1 or len(windows) == 1:
-            return super().align_batch(windows, refs)  # type: ignore[misc]
         out: list[tuple[Array, Array]] = []
         for g in self._groups(len(windows)):
             feeds = {name: self._gather([e[key] for i in g for e in windows[i]]) for name, key in WINDOW_INPUTS.items()}
@@ -83,8 +80,6 @@ class TrtBatchMixin:
 
     def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
         check_direction(direction)
-        if self.max_batch <= 1 or len(xs) == 1:
-            return super().step_batch(direction, xs, hs, cs)  # type: ignore[misc]
         out: list[State] = []
         for g in self._groups(len(xs)):
             feeds = {"x": self._gather([xs[i] for i in g]), "h": self._gather([hs[i] for i in g]),
@@ -93,9 +88,14 @@ class TrtBatchMixin:
             out += list(zip(split["h_out"], split["c_out"], strict=True))
         return out
 
+    def zero_state(self) -> State:
+        eng = self.engines["cell_fwd"]
+        h, c = self.pool.get(*eng.inputs["h"]), self.pool.get(*eng.inputs["c"])
+        self.cuda.zero(h.ptr, h.nbytes)
+        self.cuda.zero(c.ptr, c.nbytes)
+        return h, c
+
     def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
-        if self.max_batch <= 1 or len(xss) == 1:
-            return super().backward_window_batch(xss)  # type: ignore[misc]
         if any(len(xs) != self.bundle.lookahead + 1 for xs in xss):
             return None
         out: list[Array] = []
@@ -104,8 +104,6 @@ class TrtBatchMixin:
         return out
 
     def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
-        if self.max_batch <= 1 or len(hfs) == 1:
-            return super().decode_batch(hfs, hbs)  # type: ignore[misc]
         maps: list[np.ndarray] = []
         for g in self._groups(len(hfs)):
             feeds = {"hf": self._gather([hfs[i] for i in g]), "hb": self._gather([hbs[i] for i in g])}

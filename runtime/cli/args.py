@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from esan.runtime.backends import AUTO, KINDS
 from esan.runtime.cli.commands import COMMANDS
 
 
@@ -30,7 +31,7 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
                        help="esan-rt checkpoint (.pt); ort/trt export it to a cached bundle on first use "
                             "(default: the bundled tiny demo model, trained on synthetic data)")
     model.add_argument("--bundle", metavar="DIR", help="exported bundle directory (export/to_onnx.py)")
-    p.add_argument("--backend", choices=("auto", "ort", "trt", "torch"), default="auto",
+    p.add_argument("--backend", choices=(AUTO, *KINDS), default="auto",
                    help="inference backend (default: auto = TensorRT with a GPU, else ONNX Runtime on CUDA, "
                         "else ONNX Runtime on the CPU; the choice and why are printed and reported)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from esan.runtime.backends import AUTO, KINDS
+
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=("paper", "tiny"), default="paper",
                    help="network size (default: paper); ignored with --checkpoint (its config is used)")
     p.add_argument("--checkpoint", metavar="CKPT", help="esan-rt checkpoint (default: seeded random weights)")
-    p.add_argument("--backend", choices=("auto", "ort", "torch", "trt"), default="auto",
+    p.add_argument("--backend", choices=(AUTO, *KINDS), default="auto",
                    help="default: auto = trt with a GPU, else ort on CUDA, else ort on the CPU (printed and reported)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")

@@ -94,19 +94,19 @@ def write_preview(video: Path, out_png: Path, tiles: int = 4) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     """``esan-rt demo``."""
-    from esan.runtime.cli.stream import execute, open_scheduler, stream_meta
+    from esan.runtime import session as rt
+    from esan.runtime.cli.stream import execute, stream_meta
 
     t0 = time.perf_counter()
     if args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
-    if args.lookahead < 0:
-        raise UserError(f"--lookahead must be >= 0, got {args.lookahead}")
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
-    if not checkpoint.is_file():
+    if not args.checkpoint and not checkpoint.is_file():
         raise UserError(
             f"the demo checkpoint {checkpoint} is not installed (it ships with the repository as "
             "runtime/assets/demo_tiny.pt); reinstall esan-rt, or train one with `esan-train fit --setting synth`"
         )
+    plan = rt.prepare(checkpoint, backend="ort", device="cpu", lookahead=args.lookahead)
     out = Path(args.out)
     try:
         check_writable_dir(out)
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"generated sample clip {source_path} ({args.frames} frames, {SAMPLE_HW[1]}x{SAMPLE_HW[0]})")
     source = open_source(source=source_path, realtime=True)  # a simulated live camera
     try:
-        scheduler = open_scheduler("ort", checkpoint=str(checkpoint), device="cpu", lookahead=args.lookahead)
+        scheduler = plan.scheduler()
     except BaseException:
         source.stop()
         raise

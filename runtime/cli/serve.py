@@ -45,7 +45,6 @@ def _options(args: argparse.Namespace, lookahead: int):
 
 def run(args: argparse.Namespace) -> int:
     """``esan-rt serve``."""
-    from esan.runtime.cli.stream import check_bundle, resolve_bundle
     from esan.runtime.serving.launcher import Endpoints, TritonProcess
     from esan.runtime.serving.repository import write_repository
     from esan.runtime.serving.server import find_triton, install_server
@@ -67,22 +66,18 @@ def run(args: argparse.Namespace) -> int:
 
         args.checkpoint = str(DEMO_CHECKPOINT)
         _log(f"no --checkpoint/--bundle given: serving the bundled tiny demo model {DEMO_CHECKPOINT.name}")
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise UserError(f"checkpoint {args.checkpoint} does not exist; check the path")
-    from esan.runtime.backends.select import choose_backend
+    from esan.runtime import session as rt
 
-    choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
-    args.backend, args.device = choice.backend, choice.device
-    _log(choice.line())
-    lookahead = args.lookahead
-    if lookahead is None:
-        lookahead = 8 if args.bundle is None else _bundle_lookahead(args.bundle)
-    bundle_dir = resolve_bundle(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
-                                lookahead=lookahead, precision=args.precision or "fp32")
-    check_bundle(bundle_dir, args.backend, lookahead)
+    plan = rt.prepare(args.checkpoint, bundle=args.bundle, backend=args.backend, device=args.device,
+                      lookahead=args.lookahead, backward_chunk=args.backward_chunk, precision=args.precision,
+                      threads=args.threads, max_streams=args.max_streams, log=_log)  # fmt: skip
+    args.backend, args.device = plan.backend, plan.device
+    _log(plan.choice.line())
+    bundle = plan.bundle  # exported (or checked) once; the repository links this bundle's files
     repo = Path(args.model_repository) if args.model_repository else default_repository(
-        Path(bundle_dir), args.backend, args.device)
-    model_dir = write_repository(bundle_dir, repo, _options(args, lookahead))
+        bundle.root, args.backend, args.device)
+    model_dir = write_repository(bundle, repo, _options(args, plan.lookahead))
+    bundle_dir = bundle.root
     _log(f"model repository: {repo} (model {model_dir.name}, bundle {bundle_dir})")
     if args.write_only:
         print(repo)
@@ -115,10 +110,3 @@ def run(args: argparse.Namespace) -> int:
     _log("stopped")
     return code
 
-
-def _bundle_lookahead(bundle: str) -> int:
-    from esan.runtime.core.bundle import load_bundle
-
-    if not (Path(bundle) / "manifest.json").is_file():
-        raise UserError(f"{bundle} is not a bundle (no manifest.json); export one with export/to_onnx.py")
-    return load_bundle(bundle, verify_hashes=False).lookahead

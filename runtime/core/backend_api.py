@@ -1,24 +1,24 @@
 """One interface for every inference backend (torch, ONNX Runtime, native TensorRT).
 
 The idea is a Polygraphy-like *runner*: the streaming core (``esan.runtime.core.scheduler``) only calls
-the five engine stages of docs/design.md section 3 and never looks inside the arrays it gets back.
+the five engine stages of the network's engine split (docs/contracts.md), each for B streams at once
+(lists in, lists out, one item per stream), and never looks inside the arrays it gets back:
 
-* ``encode(frame, valid)`` — encoder: ``uint8 [1,H,W,3]`` letterboxed RGB and ``uint8 [1,H,W,1]``
-  valid mask -> cache entry ``dict[name, Array]`` (names of docs/contracts.md);
-* ``align(window, ref)`` — aligner: the ``2T+1`` entries of the window (order t-T..t+T, the backend
-  stacks them) and the entry of ``t`` -> ``(xf, xb)``;
-* ``step(direction, x, h, c)`` — ``cell_fwd`` / ``cell_bwd``: one ConvLSTM step -> ``(h, c)``;
-* ``zero_state()`` — fresh zero ``(h, c)``;
-* ``backward_window(xs)`` — ``bwd_window`` (``xs[i]`` = projection of frame t+i) -> ``hb``, or
-  ``None`` when the backend has no unrolled graph for ``len(xs)`` frames;
-* ``decode(hf, hb)`` — decoder -> ``float32 [H/2, W/2]`` numpy map;
-* ``close()``;
-* ``encode_batch``, ``align_batch``, ``step_batch``, ``backward_window_batch``, ``decode_batch`` -- the same
-  stages for B streams at once (lists in, lists out; ``esan.runtime.core.scheduler``); the defaults loop
-  over the single calls, backends with batched engines override them.
+* ``encode_batch(frames, valid)`` -- encoder: ``uint8 [B,H,W,3]`` letterboxed RGB and ``uint8 [B,H,W,1]``
+  valid masks -> one cache entry ``dict[name, Array]`` per frame (names of docs/contracts.md);
+* ``align_batch(windows, refs)`` -- aligner: per stream the ``2T+1`` entries of its window (order
+  t-T..t+T; the backend stacks them) and the entry of ``t`` -> ``(xf, xb)`` per stream;
+* ``step_batch(direction, xs, hs, cs)`` -- ``cell_fwd`` / ``cell_bwd``: one ConvLSTM step per stream -> ``(h, c)``;
+* ``zero_state()`` -- a fresh zero ``(h, c)`` for one stream;
+* ``backward_window_batch(xss)`` -- ``bwd_window`` (``xss[b][i]`` = projection of frame t+i of stream b;
+  windows of one length) -> ``hb`` per stream, or ``None`` when the backend has no unrolled graph for
+  that length (the scheduler then steps the cell);
+* ``decode_batch(hfs, hbs)`` -- decoder -> one ``float32 [H/2, W/2]`` numpy map per stream;
+* ``close()``.
 
-``Array`` is backend-native and opaque (numpy for ONNX Runtime, torch tensors for torch, device
-buffers for TensorRT); only ``decode`` returns numpy. Backends are used from one thread.
+One stream is the case B = 1. ``Array`` is backend-native and opaque (numpy for ONNX Runtime, torch tensors
+for torch, device buffers for TensorRT); one item holds one stream's rows. Only ``decode_batch`` returns
+numpy. Backends are used from one thread.
 """
 
 from __future__ import annotations
@@ -121,52 +121,31 @@ class Backend(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.describe()}>"
 
-    # -- engines ---------------------------------------------------------------------------------
+    # -- engines: B streams per call (one list item per stream) -------------------------------------
     @abc.abstractmethod
-    def encode(self, frame: np.ndarray, valid: np.ndarray) -> Entry:
-        """Encoder: ``uint8 [1,H,W,3]`` letterboxed frame and ``uint8 [1,H,W,1]`` mask -> cache entry."""
+    def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
+        """Encoder over ``uint8 [B,H,W,3]`` frames and ``[B,H,W,1]`` masks -> one entry per frame."""
 
     @abc.abstractmethod
-    def align(self, window: Sequence[Entry], ref: Entry) -> tuple[Array, Array]:
-        """Aligner over ``2T+1`` entries (window order t-T..t+T) and the entry of ``t``: ``(xf, xb)``."""
+    def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
+        """Aligner for B streams: ``windows[b]`` (``2T+1`` entries) and ``refs[b]`` -> ``(xf, xb)`` per stream."""
 
     @abc.abstractmethod
-    def step(self, direction: str, x: Array, h: Array, c: Array) -> State:
-        """One ConvLSTM step of the ``"fwd"`` or ``"bwd"`` cell; returns the new ``(h, c)``."""
+    def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
+        """One step of the ``"fwd"`` or ``"bwd"`` ConvLSTM cell for B streams -> ``(h, c)`` per stream."""
 
     @abc.abstractmethod
     def zero_state(self) -> State:
-        """A fresh zero ``(h, c)``."""
+        """A fresh zero ``(h, c)`` for one stream."""
 
-    def backward_window(self, xs: Sequence[Array]) -> Array | None:
-        """Unrolled backward cell over ``xs[-1] .. xs[0]`` from zero state; ``None`` if unavailable."""
+    def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
+        """Unrolled backward cell over ``xss[b][-1] .. xss[b][0]`` from zero state, per stream (windows of one
+        length); ``None`` when the backend has no graph for that length."""
         return None
 
     @abc.abstractmethod
-    def decode(self, hf: Array, hb: Array) -> np.ndarray:
-        """Decoder: saliency map ``float32 [H/2, W/2]`` (numpy, on the host) in (0, 1)."""
-
-    # -- batched stages (one item per stream; the defaults loop over the single-item calls) --------
-    def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
-        """Encoder over ``uint8 [B,H,W,3]`` frames and ``[B,H,W,1]`` masks -> one entry per frame."""
-        return [self.encode(frames[i:i + 1], valid[i:i + 1]) for i in range(len(frames))]
-
-    def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
-        """Aligner for B streams: ``windows[b]`` (``2T+1`` entries) and ``refs[b]`` -> ``(xf, xb)`` per stream."""
-        return [self.align(w, r) for w, r in zip(windows, refs, strict=True)]
-
-    def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
-        """One ConvLSTM step for B streams -> ``(h, c)`` per stream."""
-        return [self.step(direction, x, h, c) for x, h, c in zip(xs, hs, cs, strict=True)]
-
-    def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
-        """``backward_window`` for B streams (equal window lengths); ``None`` if unavailable."""
-        out = [self.backward_window(xs) for xs in xss]
-        return None if any(h is None for h in out) else out
-
     def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
-        """Decoder for B streams -> one ``float32 [H/2, W/2]`` map per stream."""
-        return [self.decode(hf, hb) for hf, hb in zip(hfs, hbs, strict=True)]
+        """Decoder for B streams -> one saliency map ``float32 [H/2, W/2]`` (numpy, host) in (0, 1) per stream."""
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from esan.runtime.core.backend_api import Backend
 from esan.runtime.core.scheduler import MultiStreamScheduler
+from esan.runtime.core.scheduler_api import EngineInfo
 from esan.runtime.core.stream_state import STAGES, StreamResult
 
 __all__ = ["STAGES", "StreamProcessor", "StreamResult"]
@@ -62,6 +63,10 @@ class StreamProcessor:
     def delay_frames(self) -> int:
         """Pushes between a frame and its map in steady state: ``L + T + (C - 1)``."""
         return self._scheduler.delay_frames
+
+    @property
+    def engine(self) -> EngineInfo:
+        return self._scheduler.engine
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -104,3 +109,13 @@ class StreamProcessor:
         results = self._scheduler.run()
         self.reset()
         return results
+
+    def shutdown(self) -> None:
+        """Drop the stream and close the backend."""
+        self._scheduler.shutdown()
+
+    def __enter__(self) -> StreamProcessor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -31,6 +31,7 @@ import numpy as np
 from esan.runtime.core.backend_api import Array, Backend
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.letterbox import Box, letterbox, valid_mask
+from esan.runtime.core.scheduler_api import EngineInfo, delay_frames
 from esan.runtime.core.stream_state import EmitTask, FrameMeta, StageTimer, StreamResult, StreamState
 
 T = TypeVar("T")
@@ -42,9 +43,13 @@ class TooManyStreams(UserError):
 
 
 def check_frame(frame: Any) -> None:
-    """Raise ``ValueError`` unless ``frame`` is an RGB ``uint8 [h, w, 3]`` array."""
+    """Raise ``ValueError`` unless ``frame`` is a non-empty RGB ``uint8 [h, w, 3]`` array.
+
+    The one frame check: a scheduler's ``push`` runs it (the remote one on the client, the local one on the
+    server), callers rely on it.
+    """
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        desc = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        desc = f"{frame.dtype} {list(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise ValueError(f"frame must be an RGB uint8 array [h, w, 3], got {desc}")
     if frame.size == 0:  # refused here, not in a later round that other streams share
         raise ValueError(f"frame is empty ({frame.shape[1]}x{frame.shape[0]}); give frames of at least 1x1 pixels")
@@ -79,7 +84,15 @@ class MultiStreamScheduler:
     @property
     def delay_frames(self) -> int:
         """Frames between a frame and its map in steady state: ``L + T + (C - 1)``."""
-        return self.lookahead + self.radius + self.backward_chunk - 1
+        return delay_frames(self.lookahead, self.radius, self.backward_chunk)
+
+    @property
+    def engine(self) -> EngineInfo:
+        return EngineInfo(self.backend.name, str(self.backend.device), self.backend.precision)
+
+    def location(self, stream_id: Hashable) -> str | None:
+        """Every stream computes in this process."""
+        return None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -135,6 +148,17 @@ class MultiStreamScheduler:
     def close(self, stream_id: Hashable) -> None:
         """Drop a stream at once, without flushing (an abandoned or failed stream)."""
         self._streams.pop(stream_id, None)
+
+    def shutdown(self) -> None:
+        """Drop every stream and close the backend."""
+        self._streams.clear()
+        self.backend.close()
+
+    def __enter__(self) -> MultiStreamScheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
     # -- one round -------------------------------------------------------------------------------
     def run(self) -> list[StreamResult]:

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from esan.runtime.core.scheduler import check_frame
+from esan.runtime.core.scheduler_api import Scheduler
 from esan.runtime.io.outputs import Outputs
 from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
 from esan.runtime.io.sources import Frame, FrameSource
@@ -42,29 +40,6 @@ IDLE_WAIT_S = 0.05
 PUMP_S = 0.02  # window refresh period of the main thread with --show
 OPEN, FINISHING, CLOSED = "open", "finishing", "closed"
 INTERRUPTED = "interrupted (Ctrl-C)"
-
-
-class Scheduler(Protocol):
-    """What the pipeline needs of ``esan.runtime.core.scheduler.MultiStreamScheduler``."""
-
-    delay_frames: int
-
-    def open_stream(self, stream_id: Hashable | None = None) -> Hashable: ...
-
-    def push(self, stream_id: Hashable, frame: np.ndarray, payload: Any = None) -> None: ...
-
-    def finish(self, stream_id: Hashable) -> None: ...
-
-    def close(self, stream_id: Hashable) -> None: ...
-
-    def run(self) -> list[Any]: ...
-
-    def has_work(self) -> bool: ...
-
-    def stream_memory(self, stream_id: Hashable) -> int: ...
-
-    @property
-    def streams(self) -> list[Hashable]: ...
 
 
 class _Lane:
@@ -193,7 +168,7 @@ class Pipeline:
             s.interrupted = self._interrupted
             s.memory = {"scheduler_peak_bytes": lane.memory_peak, "scheduler_last_bytes": lane.memory_last,
                         "output_queue_peak": lane.writer.peak_backlog}  # fmt: skip
-            s.fill(lane.log, delay=getattr(self.scheduler, "delay_frames", None), source_fps=src.fps)
+            s.fill(lane.log, delay=self.scheduler.delay_frames, source_fps=src.fps)
         if self.report is not None:
             write_report(self.report, build_report([(lane.log, lane.summary.as_dict(), lane.outputs.meta)
                                                     for lane in self.lanes]))  # fmt: skip
@@ -293,8 +268,7 @@ class Pipeline:
     def _push(self, lane: _Lane, frame: Frame) -> bool:
         now = time.perf_counter()
         try:
-            check_pushable(frame.image)
-            self.scheduler.push(lane.sid, frame.image, payload=frame)
+            self.scheduler.push(lane.sid, frame.image, payload=frame)  # checks the frame
         except KeyboardInterrupt:
             self.stop(INTERRUPTED, interrupted=True)
             return False
@@ -330,13 +304,6 @@ class Pipeline:
             if lane.state == FINISHING and lane.sid not in open_streams:
                 lane.state = CLOSED
                 lane.writer.close()
-
-
-def check_pushable(image: Any) -> None:
-    """``ValueError`` unless ``image`` is a non-empty RGB ``uint8 [h, w, 3]`` frame."""
-    check_frame(image)
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"frame is empty ({image.shape[0]}x{image.shape[1]})")
 
 
 def run_stream(source: FrameSource, scheduler: Scheduler, outputs: Outputs, **kwargs: Any) -> StreamSummary:

@@ -19,7 +19,7 @@ import numpy as np
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.letterbox import Box
 from esan.runtime.core.processor import StreamResult
-from esan.runtime.core.scheduler import check_frame
+from esan.runtime.core.scheduler_api import EngineInfo, delay_frames
 from esan.runtime.serving import protocol as P
 from esan.runtime.serving.security import ClientTLS
 
@@ -65,29 +65,31 @@ def server_for(servers: list[str], stream_index: int) -> str:
 
 
 @dataclass(frozen=True)
-class ServerModel:
-    """What the server's model says about itself (its config parameters); stands in for ``backend``."""
+class ModelParams:
+    """The served model's parameters (``protocol.PARAM_KEYS``, read from its config), parsed once."""
 
     address: str
     params: dict[str, str]
 
     @property
-    def name(self) -> str:
-        return f"triton:{self.params.get('backend', '?')}@{self.address}"
-
-    @property
-    def device(self) -> str:
-        return self.params.get("device", "?")
-
-    @property
-    def precision(self) -> str:
-        return self.params.get("precision", "?")
+    def engine(self) -> EngineInfo:
+        return EngineInfo(f"triton:{self.params.get('backend', '?')}@{self.address}",
+                          self.params.get("device", "?"), self.params.get("precision", "?"))  # fmt: skip
 
     def int(self, key: str) -> int:
         return int(self.params[key])
 
-    def close(self) -> None:  # the pipeline closes "the backend"; the stream closes itself
-        pass
+    @property
+    def lookahead(self) -> int:
+        return self.int("lookahead")
+
+    @property
+    def backward_chunk(self) -> int:
+        return self.int("backward_chunk")
+
+    @property
+    def radius(self) -> int:
+        return self.int("radius")
 
 
 CLIENT_TLS: ClientTLS | None = None  # set once per process by configure_client_tls (esan-rt stream --tls-ca)
@@ -99,7 +101,7 @@ def configure_client_tls(tls: ClientTLS | None) -> None:
     CLIENT_TLS = tls
 
 
-def connect(address: str, timeout_s: float = 5.0) -> tuple[Any, ServerModel]:
+def connect(address: str, timeout_s: float = 5.0) -> tuple[Any, ModelParams]:
     """A client for ``address`` and its model's parameters; one ``ServerError`` line naming the address if not."""
     grpcclient = tritonclient_grpc()
     from tritonclient.utils import InferenceServerException
@@ -123,19 +125,16 @@ def connect(address: str, timeout_s: float = 5.0) -> tuple[Any, ServerModel]:
         client.close()
         raise
     params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-    return client, ServerModel(address, params)
+    return client, ModelParams(address, params)
 
 
 class RemoteStream:
-    """One stream on a server; same interface as ``StreamProcessor`` (``push``, ``finish``, ``delay_frames``)."""
+    """One stream on a server: ``push``, ``finish``, ``delay_frames`` (as ``StreamProcessor``)."""
 
     def __init__(self, address: str, *, timeout_s: float = 60.0, connect_timeout_s: float = 5.0) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self.client, self.backend = connect(address, connect_timeout_s)
-        self.lookahead = self.backend.int("lookahead")
-        self.backward_chunk = self.backend.int("backward_chunk")
-        self.radius = self.backend.int("radius")
+        self.client, self.model = connect(address, connect_timeout_s)
         self.sequence_id = random.getrandbits(63) or 1
         self._grpc = tritonclient_grpc()
         self._responses: queue.Queue = queue.Queue()
@@ -149,7 +148,7 @@ class RemoteStream:
 
     @property
     def delay_frames(self) -> int:
-        return self.lookahead + self.radius + self.backward_chunk - 1
+        return delay_frames(self.model.lookahead, self.model.radius, self.model.backward_chunk)
 
     def _request(self, frame: np.ndarray, *, end: bool, start: bool | None = None) -> list[StreamResult]:
         g = self._grpc
@@ -205,8 +204,10 @@ class RemoteStream:
         return out
 
     def push(self, frame: np.ndarray, payload: Any = None) -> list[StreamResult]:
-        """Send RGB ``uint8 [h, w, 3]`` ``frame``; returns the maps that became ready (0 or 1 once warmed up)."""
-        check_frame(frame)
+        """Send RGB ``uint8 [h, w, 3]`` ``frame``; returns the maps that became ready (0 or 1 once warmed up).
+
+        The frame goes as it is: the caller checks it (``RemoteScheduler.push``), the server checks it again.
+        """
         index = self._sent
         self._pending[index] = (payload, (int(frame.shape[0]), int(frame.shape[1])))
         try:

@@ -10,12 +10,14 @@ request, and last the round's total as the model measured it.
 
 from __future__ import annotations
 
+from esan.runtime.core.stream_state import STAGES as SCHEDULER_STAGES
+
 MODEL_NAME = "esan"
 FRAME = "FRAME"
 MAPS, INDICES, BOXES, STAGE_MS = "MAPS", "INDICES", "BOXES", "STAGE_MS"
 OUTPUTS = (MAPS, INDICES, BOXES, STAGE_MS)
 CONTROLS = ("START", "END", "CORRID")
-STAGES = ("preprocess", "encode", "align", "forward", "backward", "decode", "total")
+STAGES = (*SCHEDULER_STAGES, "total")  # the scheduler's stages, then the round's total
 
 # error phrases (the model's messages start with one; clients classify errors by them)
 REFUSED = "stream refused:"

@@ -1,8 +1,7 @@
 """The pipeline's scheduler interface with the compute on Triton servers (``esan-rt stream --server``).
 
-``RemoteScheduler`` has the methods the pipeline calls on ``MultiStreamScheduler`` (``open_stream``,
-``push``, ``finish``, ``close``, ``run``, ``has_work``, ``streams``, ``stream_memory``), but each stream is a
-``RemoteStream``: stream ``i`` is pinned to ``server_for(servers, i)``, so ``--server``
+``RemoteScheduler`` implements ``esan.runtime.core.scheduler_api.Scheduler`` as ``MultiStreamScheduler``
+does, but each stream is a ``RemoteStream``: stream ``i`` is pinned to ``server_for(servers, i)``, so ``--server``
 given several times shards the streams and a stream never moves. One ``run()`` sends the oldest queued
 frame of every stream (or its END) concurrently, one request per stream, and returns the maps that came
 back; the batching across streams happens on the server (Triton's sequence batcher feeds the model's
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from esan.runtime.core.scheduler import check_frame
+from esan.runtime.core.scheduler_api import EngineInfo, delay_frames
 from esan.runtime.core.stream_state import StreamResult
 from esan.runtime.serving.client import RemoteStream, check_address, connect, server_for
 
@@ -29,11 +29,11 @@ class RemoteScheduler:
     def __init__(self, servers: list[str], *, timeout_s: float = 60.0) -> None:
         self.servers = [check_address(s) for s in servers]
         self.timeout_s = timeout_s
-        client, self.backend = connect(self.servers[0])  # the model's parameters (and: is it there at all?)
+        client, self.model = connect(self.servers[0])  # the model's parameters (and: is it there at all?)
         client.close()
-        self.lookahead = self.backend.int("lookahead")
-        self.backward_chunk = self.backend.int("backward_chunk")
-        self.radius = self.backend.int("radius")
+        self.lookahead = self.model.lookahead
+        self.backward_chunk = self.model.backward_chunk
+        self.radius = self.model.radius
         self._remote: dict[Hashable, RemoteStream] = {}
         self._queue: dict[Hashable, deque[tuple[np.ndarray, Any]]] = {}
         self._finishing: set[Hashable] = set()
@@ -42,7 +42,14 @@ class RemoteScheduler:
 
     @property
     def delay_frames(self) -> int:
-        return self.lookahead + self.radius + self.backward_chunk - 1
+        return delay_frames(self.lookahead, self.radius, self.backward_chunk)
+
+    @property
+    def engine(self) -> EngineInfo:
+        return self.model.engine
+
+    def location(self, stream_id: Hashable) -> str:
+        return self.server_of(stream_id)
 
     @property
     def streams(self) -> list[Hashable]:
@@ -65,7 +72,7 @@ class RemoteScheduler:
         return stream_id
 
     def push(self, stream_id: Hashable, frame: np.ndarray, payload: Any = None) -> None:
-        check_frame(frame)
+        check_frame(frame)  # the client side's one check (the server checks again)
         if stream_id in self._finishing:
             raise ValueError(f"stream {stream_id!r} is finishing: open a new stream for more frames")
         self._queue[stream_id].append((frame, payload))

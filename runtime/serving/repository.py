@@ -39,14 +39,17 @@ class ServeOptions:
     instances: int = 1
 
     def check(self) -> None:
-        for name, low in (("lookahead", 0), ("backward_chunk", 1), ("max_streams", 1), ("max_frame_pixels", 1),
-                          ("instances", 1)):
-            if getattr(self, name) < low:
-                raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        """The model's options through the runtime's one check, then the serving ones."""
+        from esan.runtime.session import check_options
+
+        check_options(backend=self.backend, device=self.device, lookahead=self.lookahead,
+                      backward_chunk=self.backward_chunk, precision=None, threads=self.threads,
+                      max_streams=self.max_streams, max_batch=None)  # fmt: skip
+        for name in ("max_frame_pixels", "instances"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.idle_timeout_s <= 0:
             raise UserError(f"--idle-timeout must be > 0 seconds, got {self.idle_timeout_s}")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {self.threads}")
 
     @property
     def gpu(self) -> bool:
@@ -128,13 +131,14 @@ def _ours(model_dir: Path) -> bool:
         return False
 
 
-def write_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.PathLike, opts: ServeOptions) -> Path:
-    """Write ``<repo_dir>/esan`` for the bundle; returns the model directory.
+def write_repository(bundle: Bundle | str | os.PathLike, repo_dir: str | os.PathLike, opts: ServeOptions) -> Path:
+    """Write ``<repo_dir>/esan`` for the bundle (a loaded one or its directory); returns the model directory.
 
     An older ``esan`` folder is replaced whole only when this tool wrote it (``MARKER``); any other is refused.
     """
     opts.check()
-    bundle = load_bundle(bundle_dir)
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle)
     if opts.backend == "trt" and bundle.engines is None:
         from esan.runtime.core.bundle import to_trt_command
 

@@ -71,11 +71,11 @@ class StreamRouter:
         return len(self._last_seen)
 
     def frame_error(self, frame: np.ndarray | None, end: bool) -> str | None:
+        """This server's own rules: an empty frame only with END, at most ``max_frame_pixels``. The frame's
+        type and shape are checked once, by the scheduler's ``push``."""
         if frame is None or frame.size == 0:
             return None if end else f"{P.BAD_FRAME} empty frame (an empty frame is only valid with END)"
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            return f"{P.BAD_FRAME} expected an RGB uint8 frame [h, w, 3], got {frame.dtype} {list(frame.shape)}"
-        h, w = frame.shape[:2]
+        h, w = (frame.shape[:2] if frame.ndim >= 2 else (frame.size, 1))
         if h * w > self.max_frame_pixels:
             return (f"{P.BAD_FRAME} {w}x{h} is {h * w} pixels, over this server's limit of {self.max_frame_pixels} "
                     "(esan-rt serve --max-frame-pixels); send smaller frames")
@@ -118,10 +118,17 @@ class StreamRouter:
             out.error = (f"{P.UNKNOWN_STREAM} sequence {sid} is not open here (it ended, was refused, or was idle "
                          f"for more than {self.idle_timeout_s:g} s); start a new sequence")
             return
-        self._last_seen[sid] = self.clock()
         if req.frame is not None and req.frame.size:
-            sched.push(sid, np.ascontiguousarray(req.frame))
+            try:
+                sched.push(sid, np.ascontiguousarray(req.frame))
+            except ValueError as exc:  # not an RGB uint8 frame: this request fails, the stream goes on
+                self.stats.rejected += 1
+                out.error = f"{P.BAD_FRAME} {exc}"
+                if req.start:  # a stream that never got a frame is not kept
+                    self._drop(sid)
+                return
             self.stats.frames += 1
+        self._last_seen[sid] = self.clock()
         if req.end:
             sched.finish(sid)
         pending[sid] = i

@@ -1,7 +1,7 @@
 """The Triton Python-backend model ``esan`` (imported by the repository's thin ``model.py``).
 
-One model instance holds one backend (the runtime's ``ort`` / ``trt`` / ``torch`` engines, from the
-model's parameters) and one many-streams scheduler; the sequence batcher (oldest strategy) hands it
+One model instance holds one many-streams scheduler on the runtime's ``ort`` / ``trt`` engines (opened through
+``esan.runtime.session`` from the model's parameters); the sequence batcher (oldest strategy) hands it
 requests of different streams together, and ``StreamRouter`` runs them as one round. Tensors cross the
 stub with DLPack: the Python-backend stub's numpy path (``as_numpy`` / ``Tensor(name, ndarray)``)
 depends on the numpy ABI it was built with and garbles data under numpy 2. Metrics on Triton's endpoint:
@@ -96,8 +96,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         import triton_python_backend_utils as pb
 
-        from esan.runtime.backends import open_backend
-        from esan.runtime.core.scheduler import MultiStreamScheduler
+        from esan.runtime.session import prepare
 
         self.pb = pb
         sys.unraisablehook = _quiet_dlpack_deleter(sys.unraisablehook)
@@ -109,11 +108,11 @@ class TritonPythonModel:
             # each instance is its own stub process: show it only its GPU, before anything touches CUDA
             os.environ["CUDA_VISIBLE_DEVICES"] = str(args.get("model_instance_device_id", 0))
             device = "cuda" if device.startswith("cuda") else device
-        lookahead, chunk = int(par["lookahead"]), int(par["backward_chunk"])
-        threads = int(par.get("threads", "0")) or None
-        self.backend = open_backend(par["backend"], bundle_dir=version_dir / par["bundle"], device=device,
-                                    lookahead=lookahead, precision=par.get("precision") or None, threads=threads)
-        scheduler = MultiStreamScheduler(self.backend, lookahead, chunk, max_streams=int(par["max_streams"]))
+        session = prepare(bundle=version_dir / par["bundle"], backend=par["backend"], device=device,
+                          lookahead=int(par["lookahead"]), backward_chunk=int(par["backward_chunk"]),
+                          precision=par.get("precision") or None, threads=int(par.get("threads", "0")) or None,
+                          max_streams=int(par["max_streams"]))  # fmt: skip
+        self.scheduler = scheduler = session.scheduler()
         idle_s = int(config["sequence_batching"]["max_sequence_idle_microseconds"]) / 1e6
         self.router = StreamRouter(scheduler, max_frame_pixels=int(par["max_frame_pixels"]), idle_timeout_s=idle_s)
         self.metrics = _Metrics(pb, {"model": config["name"], "instance": args.get("model_instance_name", "")})
@@ -155,7 +154,7 @@ class TritonPythonModel:
         return responses
 
     def _tensors(self, results: list[Any], stage_ms: tuple[float, ...]) -> list[Any]:
-        h2, w2 = self.backend.config.output_size
+        h2, w2 = self.scheduler.output_size
         k = len(results)
         maps = np.stack([r.saliency for r in results]).astype(np.float32) if k else np.zeros((0, h2, w2), np.float32)
         indices = np.array([r.index for r in results], np.int64)
@@ -172,6 +171,4 @@ class TritonPythonModel:
     def finalize(self) -> None:
         self._stop.set()
         self._reaper.join(timeout=2.0)
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            close()
+        self.scheduler.shutdown()
