@@ -5,8 +5,9 @@ and every stream runs through one multi-stream scheduler (``esan.runtime.io.pipe
 Everything that can be refused is refused before the first frame is read: output paths (``{stream}``
 in ``--save-video`` / ``--plot`` with several streams), the checkpoint or bundle (and its fit with
 backend / lookahead / TensorRT), and every source.
-Exit codes: 0 done (also when a live source disconnects: that stream is flushed as its end),
-2 a user error (one line), 130 interrupted with Ctrl-C (outputs are still finalised).
+Exit codes: 0 done (also when a live source disconnects: that stream is flushed as its end) or stopped
+with SIGTERM, 2 a user error (one line), 130 interrupted with Ctrl-C. SIGINT and SIGTERM are handled
+explicitly (``esan.runtime.io.signals``): outputs are always finalised; a second signal skips the flush.
 """
 
 from __future__ import annotations

@@ -16,12 +16,14 @@ each end only their own stream (its maps flushed, its outputs finalised); the ot
 of a scheduler round itself (a backend error) cannot be attributed to one stream: it ends them all,
 after every output is finalised, and is raised.
 
-Every way out -- end of every stream, ``--max-frames``, quit key, Ctrl-C (a second Ctrl-C skips the
-flush) -- finalises every output: maps flushed, videos closed, plots and the report written.
+Every way out -- end of every stream, ``--max-frames``, quit key, Ctrl-C or SIGTERM (a second signal
+skips the flush; ``esan.runtime.io.signals``) -- finalises every output: maps flushed, videos closed,
+plots and the report written.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Hashable, Sequence
@@ -33,6 +35,7 @@ import numpy as np
 from esan.runtime.core.scheduler import check_frame
 from esan.runtime.io.outputs import Outputs
 from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
+from esan.runtime.io.signals import redirected, signal_name
 from esan.runtime.io.sources import Frame, FrameSource
 from esan.runtime.io.summary import END_OF_STREAM, RunSummary, StreamSummary
 from esan.runtime.io.viewers import Viewers
@@ -121,18 +124,28 @@ class Pipeline:
         self._abort = self._abort or abort
         self.wake.set()
 
+    def _on_signal(self, signum: int, hits: int) -> None:
+        """A stop signal (main thread): the first flushes every stream, the second drops what is pending."""
+        ctrl_c = signum == signal.SIGINT
+        self.stop(INTERRUPTED if ctrl_c else f"stopped ({signal_name(signum)})", interrupted=ctrl_c, abort=hits > 1)
+        if hits > 1:
+            self._interrupted = self._interrupted or ctrl_c
+            for lane in self.lanes:
+                lane.writer.abort()
+
     # -- main thread -----------------------------------------------------------------------------
     def run(self) -> RunSummary:
         t0 = time.perf_counter()
         for lane in self.lanes:
             self.scheduler.open_stream(lane.sid)
             lane.source.start()
-        try:
-            threading.Thread(target=self._compute, name="compute", daemon=True).start()
-            self._supervise()
-        finally:
-            self._shutdown()
-            summary = self._summarise(t0)
+        with redirected(self._on_signal):  # SIGINT/SIGTERM: a clean stop (esan.runtime.io.signals)
+            try:
+                threading.Thread(target=self._compute, name="compute", daemon=True).start()
+                self._supervise()
+            finally:
+                self._shutdown()
+                summary = self._summarise(t0)
         if self._error is not None:
             raise self._error
         return summary
