@@ -5,8 +5,9 @@ and every stream runs through one multi-stream scheduler (``esan.runtime.io.pipe
 Everything that can be refused is refused before the first frame is read: output paths (``{stream}``
 in ``--save-video`` / ``--plot`` with several streams), the checkpoint or bundle (and its fit with
 backend / lookahead / TensorRT), and every source.
-Exit codes: 0 done (also when a live source disconnects: that stream is flushed as its end) or stopped
-with SIGTERM, 2 a user error (one line), 130 interrupted with Ctrl-C. SIGINT and SIGTERM are handled
+Exit codes: 0 done (every source ended, ``q``) or stopped with SIGTERM, 1 a source failed for good (a
+live source that did not come back: ``--reconnect off`` or its attempts used up; ``esan.runtime.io.reconnect``),
+2 a user error (one line), 130 interrupted with Ctrl-C. SIGINT and SIGTERM are handled
 explicitly (``esan.runtime.io.signals``): outputs are always finalised; a second signal skips the flush.
 """
 
@@ -160,11 +161,22 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError("give a source: --camera N or --source PATH|URL|DIR (repeat them for several streams)")
 
 
-def open_sources(inputs: list[tuple[str, Any]], *, queue_size: int, realtime: bool) -> list[FrameSource]:
-    """Open every source (stream i = ``inputs[i]``); on a failure the ones already open are released."""
+def open_sources(inputs: list[tuple[str, Any]], *, queue_size: int, realtime: bool,
+                 reconnect: Any = None) -> list[FrameSource]:  # fmt: skip
+    """Open every source (stream i = ``inputs[i]``); on a failure the ones already open are released.
+
+    ``reconnect`` (an ``esan.runtime.io.reconnect.ReconnectPolicy``): cameras and URLs come back after outages.
+    """
+    from esan.runtime.io.reconnect import open_live
+    from esan.runtime.io.sources import is_url
+
     sources: list[FrameSource] = []
     try:
-        for kind, value in inputs:
+        for i, (kind, value) in enumerate(inputs):
+            if reconnect is not None and (kind == "camera" or is_url(str(value))):
+                sources.append(open_live(kind, value, policy=reconnect, queue_size=queue_size,
+                                         log=lambda m, i=i: _log(f"stream {i}: {m}" if len(inputs) > 1 else m)))
+                continue
             sources.append(open_source(camera=value, queue_size=queue_size) if kind == "camera" else
                            open_source(source=value, queue_size=queue_size, realtime=realtime))  # fmt: skip
     except BaseException:
@@ -224,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
     args.backend_choice = choice.record(args.backend, args.device)
     args.backend, args.device = choice.backend, choice.device
-    sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
+    sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime,
+                           reconnect=reconnect_policy(args))
     try:
         scheduler = open_scheduler(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
                                    device=args.device, lookahead=args.lookahead,
@@ -255,7 +268,18 @@ def _stream_and_print(args: argparse.Namespace, opts: OutputOptions, sources: li
     for what, path in opts.describe().items():
         if what != "maps_format":
             print(f"{what}: {path}")
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        return 130
+    return 1 if any(s.source_error for s in summary.streams) else 0
+
+
+def reconnect_policy(args: argparse.Namespace) -> Any:
+    """``--reconnect`` / ``--stall-timeout`` as a policy (None when these options are absent: the library's default)."""
+    if getattr(args, "reconnect", None) is None:
+        return None
+    from esan.runtime.io.reconnect import parse_policy
+
+    return parse_policy(args.reconnect, args.stall_timeout, args.reconnect_max_delay)
 
 
 def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
@@ -270,7 +294,8 @@ def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
         _log("note: --checkpoint/--bundle are ignored with --server: the server's model computes")
     scheduler = RemoteScheduler(args.server)
     try:
-        sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
+        sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime,
+                               reconnect=reconnect_policy(args))
         return _stream_and_print(args, opts, sources, scheduler)
     finally:
         scheduler.shutdown()

@@ -23,6 +23,7 @@ plots and the report written.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -34,6 +35,7 @@ import numpy as np
 
 from esan.runtime.core.scheduler import check_frame
 from esan.runtime.io.outputs import Outputs
+from esan.runtime.io.reconnect import write_maps_index
 from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
 from esan.runtime.io.signals import redirected, signal_name
 from esan.runtime.io.sources import Frame, FrameSource
@@ -83,6 +85,35 @@ class _Lane:
         self.pending = False  # a frame was pushed since the last round
         self.last_event_s = time.perf_counter()  # last push or finish: what the next maps waited for
         self.memory_peak = self.memory_last = 0
+        # segments (a live source's outages, DESIGN: gaps): the scheduler key of the current one, and per
+        # key the index of its first frame, so indices stay monotonic and count the frames lost in gaps
+        self.key: Hashable = sid
+        self.offsets: dict[Hashable, int] = {sid: 0}
+        self.next_index = 0
+        self.gaps: list[dict[str, Any]] = []
+        self.segment_open = True  # False once the current segment was flushed (its source went down)
+
+    def end_segment(self, scheduler: Scheduler) -> None:
+        """The source went down: flush the segment so far now (as at the end of a clip), if it has frames."""
+        if self.segment_open and self.next_index > self.offsets[self.key]:
+            scheduler.finish(self.key)
+            self.segment_open = False
+
+    def new_segment(self, scheduler: Scheduler, gap: Any) -> None:
+        """After an outage: the segment before is flushed; the next starts from zero state after the lost frames."""
+        self.end_segment(scheduler)
+        if not self.segment_open:
+            self.key = (self.sid, len(self.offsets))
+            scheduler.open_stream(self.key)
+            self.segment_open = True
+        self.next_index += gap.frames_lost if gap is not None else 0
+        self.offsets[self.key] = self.next_index
+        if gap is not None:
+            self.gaps.append({**gap.as_dict(), "resumed_at_frame": self.next_index})
+
+    def close_all(self, scheduler: Scheduler) -> None:
+        for key in self.offsets:
+            scheduler.close(key)
 
 
 class Pipeline:
@@ -108,7 +139,7 @@ class Pipeline:
         self.display = display
         self.wake = threading.Event()
         self.lanes = [_Lane(i, src, out, output_queue, self.wake) for i, (src, out) in enumerate(streams)]
-        self._by_sid = {lane.sid: lane for lane in self.lanes}
+        self._by_key: dict[Hashable, _Lane] = {lane.sid: lane for lane in self.lanes}  # + later segments
         self._stop_reason: str | None = None
         self._interrupted = False
         self._abort = False
@@ -197,6 +228,9 @@ class Pipeline:
             s.wall_s = wall
             s.dropped_frames = src.dropped
             s.source_error = src.error
+            s.gaps, s.reconnects = lane.gaps, src.reconnects()
+            if lane.outputs.opts.maps is not None:
+                write_maps_index(lane.outputs.opts.maps, s.gaps, s.reconnects)
             if src.error and s.stop_reason == END_OF_STREAM:
                 s.stop_reason = "source disconnected"
             if lane.writer.error:
@@ -222,7 +256,7 @@ class Pipeline:
             self._error = exc
             for lane in self.lanes:
                 if lane.state != CLOSED:
-                    self.scheduler.close(lane.sid)
+                    lane.close_all(self.scheduler)
                     lane.state = CLOSED
                     lane.source.request_stop()
                     lane.writer.close()
@@ -254,7 +288,9 @@ class Pipeline:
         ready = time.perf_counter()
         self.rounds += 1
         for r in results:
-            lane = self._by_sid[r.stream_id]
+            lane = self._by_key[r.stream_id]
+            if lane.offsets[r.stream_id]:  # a later segment: its own count from 0, shifted to the stream's
+                r = dataclasses.replace(r, index=lane.offsets[r.stream_id] + r.index)
             frame: Frame = r.payload
             record = lane.log.add(r.index, frame.timestamp, ready, getattr(r, "timings_ms", None), lane.last_event_s)
             lane.summary.frames += 1
@@ -262,8 +298,8 @@ class Pipeline:
         open_streams = set(self.scheduler.streams)
         for lane in self.lanes:
             lane.pending = False
-            if lane.sid in open_streams:
-                lane.memory_last = self.scheduler.stream_memory(lane.sid)
+            if lane.key in open_streams:
+                lane.memory_last = self.scheduler.stream_memory(lane.key)
                 lane.memory_peak = max(lane.memory_peak, lane.memory_last)
         self._retire()
         return True
@@ -275,7 +311,7 @@ class Pipeline:
             if lane.state == OPEN:
                 self._end(lane, self._stop_reason, flush=not self._abort)
             elif lane.state == FINISHING and self._abort:
-                self.scheduler.close(lane.sid)
+                lane.close_all(self.scheduler)
 
     def _admit(self, lanes: Sequence[_Lane]) -> list[_Lane]:
         """At most one new frame per open stream with room downstream; ends streams whose source ended."""
@@ -289,6 +325,8 @@ class Pipeline:
                     got.append(lane)
             elif ended:
                 self._end(lane, None)
+            elif lane.source.down():  # an outage: the maps before it come out now, not after it
+                lane.end_segment(self.scheduler)
         return got
 
     def _gather(self) -> None:
@@ -307,7 +345,10 @@ class Pipeline:
         now = time.perf_counter()
         try:
             check_pushable(frame.image)
-            self.scheduler.push(lane.sid, frame.image, payload=frame)
+            if frame.gap is not None or not lane.segment_open:
+                lane.new_segment(self.scheduler, frame.gap)
+                self._by_key[lane.key] = lane
+            self.scheduler.push(lane.key, frame.image, payload=frame)
         except KeyboardInterrupt:
             self.stop(INTERRUPTED, interrupted=True)
             return False
@@ -315,6 +356,7 @@ class Pipeline:
             self._end(lane, f"frame {frame.index} failed: {exc}")
             return False
         lane.pending = True
+        lane.next_index += 1
         lane.last_event_s = now
         lane.summary.frames_pushed += 1
         if self.max_frames is not None and lane.summary.frames_pushed >= self.max_frames:
@@ -329,18 +371,19 @@ class Pipeline:
             lane.summary.stop_reason = reason
         lane.source.request_stop()
         if flush:
-            self.scheduler.finish(lane.sid)
+            if lane.segment_open:
+                self.scheduler.finish(lane.key)
             lane.last_event_s = time.perf_counter()
             lane.state = FINISHING
         else:
-            self.scheduler.close(lane.sid)
+            lane.close_all(self.scheduler)
             lane.state = FINISHING  # retired (writer closed) by the next _retire
 
     def _retire(self) -> None:
         """Streams the scheduler no longer holds (flushed or closed): no more maps, close their writers."""
         open_streams = set(self.scheduler.streams)
         for lane in self.lanes:
-            if lane.state == FINISHING and lane.sid not in open_streams:
+            if lane.state == FINISHING and not open_streams.intersection(lane.offsets):
                 lane.state = CLOSED
                 lane.writer.close()
 

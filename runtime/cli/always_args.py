@@ -1,0 +1,17 @@
+"""Options of ``esan-rt stream`` for running unattended: reconnects (torch-free, argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_always_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("running unattended (live sources, long runs)")
+    g.add_argument("--reconnect", default="forever", metavar="forever|N|off",
+                   help="a camera or URL that disconnects or stalls is reopened after 1 s, 2 s, 4 s, ... (up to "
+                        "--reconnect-max-delay): for ever (default), N attempts per outage, or off (the stream "
+                        "ends; the exit status is then 1)")
+    g.add_argument("--stall-timeout", type=float, default=10.0, metavar="S",
+                   help="connected but no frame for S seconds counts as an outage (default: 10)")
+    g.add_argument("--reconnect-max-delay", type=float, default=30.0, metavar="S",
+                   help="longest wait between two reconnect attempts (default: 30)")
