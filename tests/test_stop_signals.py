@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -31,11 +32,12 @@ def _frames(video: Path) -> int:
     return n
 
 
-def _start(tmp_path: Path, clip: Path, bundle: Path, *, ignore_sigint: bool = False) -> tuple[Cli, dict[str, Path]]:
+def _start(tmp_path: Path, clip: Path, bundle: Path, *extra: str, ignore_sigint: bool = False
+           ) -> tuple[Cli, dict[str, Path]]:  # fmt: skip
     out = {"video": tmp_path / "out.mp4", "report": tmp_path / "r.json", "maps": tmp_path / "maps"}
     cli = Cli("stream", "--source", str(clip), "--bundle", str(bundle), "--lookahead", str(BUNDLE_LOOKAHEAD),
               "--realtime", "--threads", "1", "--save-video", str(out["video"]), "--report", str(out["report"]),
-              "--save-maps", str(out["maps"]), ignore_sigint=ignore_sigint)
+              "--save-maps", str(out["maps"]), *extra, ignore_sigint=ignore_sigint)
     try:
         wait_until(lambda: cli.proc.poll() is not None or len(list(out["maps"].glob("*.npy"))) >= 5, 300,
                    "the first maps")
@@ -57,7 +59,13 @@ def _check_finalised(out: dict[str, Path]) -> dict:
 
 def test_sigterm_flushes_every_map_closes_the_video_and_exits_0(tmp_path: Path, tiny_bundle: Path,
                                                                  long_clip: Path) -> None:
-    cli, out = _start(tmp_path, long_clip, tiny_bundle)
+    cli, out = _start(tmp_path, long_clip, tiny_bundle, "--metrics-port", "0")
+    url = next(ln.split("metrics on ", 1)[1].split()[0] for ln in cli.err if "metrics on http" in ln)
+    with urllib.request.urlopen(url, timeout=10) as r:  # the CLI's endpoint, scraped while it streams
+        maps = [ln for ln in r.read().decode().splitlines() if ln.startswith('esan_maps_total{stream="0"}')]
+    assert maps and float(maps[0].split()[-1]) >= 5
+    with urllib.request.urlopen(url.replace("/metrics", "/readyz"), timeout=10) as r:
+        assert r.status == 200
     cli.proc.send_signal(signal.SIGTERM)
     rc, stdout = cli.finish()
     assert rc == 0, "".join(cli.err)[-2000:]

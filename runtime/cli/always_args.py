@@ -1,4 +1,4 @@
-"""Options of ``esan-rt stream`` for running unattended: reconnects (torch-free, argparse only)."""
+"""Options of ``esan-rt stream`` for running unattended: reconnects, metrics (torch-free, argparse only)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,8 @@ def add_always_args(p: argparse.ArgumentParser) -> None:
                    help="connected but no frame for S seconds counts as an outage (default: 10)")
     g.add_argument("--reconnect-max-delay", type=float, default=30.0, metavar="S",
                    help="longest wait between two reconnect attempts (default: 30)")
+    g.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics, with /healthz and /readyz "
+                        "(0: any free port; the address is printed)")
+    g.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                   help="address the metrics endpoint listens on (default: 127.0.0.1, this machine only)")

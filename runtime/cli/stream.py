@@ -194,6 +194,7 @@ def execute(
     *,
     max_frames: int | None = None,
     max_batch_wait_ms: float = 0.0,
+    metrics: Any = None,
 ) -> RunSummary:
     """Run the streams with the given outputs (shared by ``stream`` and ``demo``); always releases everything."""
     try:
@@ -205,7 +206,8 @@ def execute(
                    for i, (o, meta, src) in enumerate(zip(stream_options(opts, len(sources)), metas, sources,
                                                           strict=True))]  # fmt: skip
         summary = Pipeline(scheduler, list(zip(sources, outputs, strict=True)), max_frames=max_frames,
-                           max_batch_wait_ms=max_batch_wait_ms, report=opts.report, display=display).run()
+                           max_batch_wait_ms=max_batch_wait_ms, report=opts.report, display=display,
+                           metrics=metrics).run()
         summary.notes.extend(notes)
         return summary
     finally:
@@ -261,8 +263,18 @@ def _stream_and_print(args: argparse.Namespace, opts: OutputOptions, sources: li
              f"{be.device}{where}, lookahead {scheduler.lookahead}")
     many = len(sources) > 1
     metas = [stream_meta(args, src, scheduler, i if many else None) for i, src in enumerate(sources)]
-    summary = execute(sources, scheduler, opts, metas, max_frames=args.max_frames,
-                      max_batch_wait_ms=args.max_batch_wait_ms)
+    try:
+        metrics = start_metrics(args)
+    except BaseException:
+        for src in sources:
+            src.stop()
+        raise
+    try:
+        summary = execute(sources, scheduler, opts, metas, max_frames=args.max_frames,
+                          max_batch_wait_ms=args.max_batch_wait_ms, metrics=metrics)
+    finally:
+        if metrics is not None:
+            metrics.close()
     for line in summary.lines():
         print(line)
     for what, path in opts.describe().items():
@@ -271,6 +283,18 @@ def _stream_and_print(args: argparse.Namespace, opts: OutputOptions, sources: li
     if summary.interrupted:
         return 130
     return 1 if any(s.source_error for s in summary.streams) else 0
+
+
+def start_metrics(args: argparse.Namespace) -> Any:
+    """``--metrics-port``: the Prometheus endpoint (``esan.runtime.io.metrics``), serving; None without it."""
+    if getattr(args, "metrics_port", None) is None:
+        return None
+    from esan.runtime.io.metrics import RuntimeMetrics
+
+    metrics = RuntimeMetrics()
+    url = metrics.serve(args.metrics_port, args.metrics_address)
+    _log(f"metrics on {url}/metrics (health: {url}/healthz, {url}/readyz)")
+    return metrics
 
 
 def reconnect_policy(args: argparse.Namespace) -> Any:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from esan.runtime.core.scheduler import check_frame
+from esan.runtime.io.gaps import StreamSegments
 from esan.runtime.io.outputs import Outputs
 from esan.runtime.io.reconnect import write_maps_index
 from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
@@ -72,11 +73,12 @@ class Scheduler(Protocol):
     def streams(self) -> list[Hashable]: ...
 
 
-class _Lane:
-    """One stream's pieces in the pipeline."""
+class _Lane(StreamSegments):
+    """One stream's pieces in the pipeline (and its segments: ``esan.runtime.io.gaps``)."""
 
     def __init__(self, sid: int, source: FrameSource, outputs: Outputs, capacity: int, wake: threading.Event) -> None:
-        self.sid, self.source, self.outputs = sid, source, outputs
+        super().__init__(sid)
+        self.source, self.outputs = source, outputs
         source.wake = wake
         self.log = LatencyLog()
         self.summary = StreamSummary(stream=sid, source=source.name, live=source.live)
@@ -85,35 +87,6 @@ class _Lane:
         self.pending = False  # a frame was pushed since the last round
         self.last_event_s = time.perf_counter()  # last push or finish: what the next maps waited for
         self.memory_peak = self.memory_last = 0
-        # segments (a live source's outages, DESIGN: gaps): the scheduler key of the current one, and per
-        # key the index of its first frame, so indices stay monotonic and count the frames lost in gaps
-        self.key: Hashable = sid
-        self.offsets: dict[Hashable, int] = {sid: 0}
-        self.next_index = 0
-        self.gaps: list[dict[str, Any]] = []
-        self.segment_open = True  # False once the current segment was flushed (its source went down)
-
-    def end_segment(self, scheduler: Scheduler) -> None:
-        """The source went down: flush the segment so far now (as at the end of a clip), if it has frames."""
-        if self.segment_open and self.next_index > self.offsets[self.key]:
-            scheduler.finish(self.key)
-            self.segment_open = False
-
-    def new_segment(self, scheduler: Scheduler, gap: Any) -> None:
-        """After an outage: the segment before is flushed; the next starts from zero state after the lost frames."""
-        self.end_segment(scheduler)
-        if not self.segment_open:
-            self.key = (self.sid, len(self.offsets))
-            scheduler.open_stream(self.key)
-            self.segment_open = True
-        self.next_index += gap.frames_lost if gap is not None else 0
-        self.offsets[self.key] = self.next_index
-        if gap is not None:
-            self.gaps.append({**gap.as_dict(), "resumed_at_frame": self.next_index})
-
-    def close_all(self, scheduler: Scheduler) -> None:
-        for key in self.offsets:
-            scheduler.close(key)
 
 
 class Pipeline:
@@ -129,6 +102,7 @@ class Pipeline:
         report: Path | None = None,
         display: Viewers | None = None,
         output_queue: int = DEFAULT_CAPACITY,
+        metrics: Any = None,
     ) -> None:
         if not streams:
             raise ValueError("the pipeline needs at least one stream")
@@ -137,6 +111,7 @@ class Pipeline:
         self.max_batch_wait_s = max(0.0, float(max_batch_wait_ms)) / 1000.0
         self.report = report
         self.display = display
+        self.metrics = metrics  # esan.runtime.io.metrics.RuntimeMetrics (--metrics-port), or None
         self.wake = threading.Event()
         self.lanes = [_Lane(i, src, out, output_queue, self.wake) for i, (src, out) in enumerate(streams)]
         self._by_key: dict[Hashable, _Lane] = {lane.sid: lane for lane in self.lanes}  # + later segments
@@ -170,6 +145,8 @@ class Pipeline:
         for lane in self.lanes:
             self.scheduler.open_stream(lane.sid)
             lane.source.start()
+        if self.metrics is not None:
+            self.metrics.attach(self)
         with redirected(self._on_signal):  # SIGINT/SIGTERM: a clean stop (esan.runtime.io.signals)
             try:
                 threading.Thread(target=self._compute, name="compute", daemon=True).start()
@@ -177,6 +154,8 @@ class Pipeline:
             finally:
                 self._shutdown()
                 summary = self._summarise(t0)
+                if self.metrics is not None:
+                    self.metrics.detach(self)
         if self._error is not None:
             raise self._error
         return summary
@@ -280,6 +259,7 @@ class Pipeline:
             if not any(lane.pending for lane in self.lanes):
                 self.wake.wait(IDLE_WAIT_S)
             return True
+        batch = sum(lane.pending for lane in self.lanes)
         try:
             results = self.scheduler.run()
         except KeyboardInterrupt:  # raised by a scheduler in this thread: stop as for Ctrl-C
@@ -295,6 +275,9 @@ class Pipeline:
             record = lane.log.add(r.index, frame.timestamp, ready, getattr(r, "timings_ms", None), lane.last_event_s)
             lane.summary.frames += 1
             lane.writer.put(Job(r, frame, record))
+        if self.metrics is not None:
+            self.metrics.round(batch, [(self._by_key[r.stream_id].sid, r.payload.timestamp) for r in results], ready,
+                               getattr(results[0], "timings_ms", None) if results else None)
         open_streams = set(self.scheduler.streams)
         for lane in self.lanes:
             lane.pending = False
