@@ -1,4 +1,4 @@
-"""Options of ``esan-rt stream`` for running unattended: reconnects, metrics (torch-free, argparse only)."""
+"""Options of ``esan-rt stream`` for running unattended: reconnects, metrics, segments (torch-free, argparse only)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ def add_always_args(p: argparse.ArgumentParser) -> None:
                         "(0: any free port; the address is printed)")
     g.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
                    help="address the metrics endpoint listens on (default: 127.0.0.1, this machine only)")
+    g.add_argument("--segment-seconds", type=float, metavar="N",
+                   help="roll the overlay video, the maps folder and a latency log into time-stamped segments of "
+                        "N seconds, each complete (playable) when it appears")
+    g.add_argument("--keep", metavar="COUNT|AGE|SIZE",
+                   help="with --segment-seconds: delete the oldest segments beyond a count (24), an age (90m, "
+                        "12h, 7d) or a total size (500MB, 20GB)")

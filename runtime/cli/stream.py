@@ -148,7 +148,8 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     p = lambda v: Path(v) if v else None  # noqa: E731
     return OutputOptions(show=bool(args.show), video=p(args.save_video), maps=p(args.save_maps),
                          maps_format=args.maps_format, report=p(args.report), plot=p(args.plot),
-                         view_port=args.view_port, view_address=args.view_address)
+                         view_port=args.view_port, view_address=args.view_address,
+                         segment_seconds=getattr(args, "segment_seconds", None), keep=getattr(args, "keep", None))
 
 
 def validate(args: argparse.Namespace) -> None:
