@@ -26,3 +26,6 @@ def add_always_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep", metavar="COUNT|AGE|SIZE",
                    help="with --segment-seconds: delete the oldest segments beyond a count (24), an age (90m, "
                         "12h, 7d) or a total size (500MB, 20GB)")
+    g.add_argument("--config", metavar="cameras.toml",
+                   help="the cameras (one table each) and defaults from a TOML file instead of --source/--camera; "
+                        "SIGHUP re-reads it: added cameras start, removed ones stop (flushed), changed ones restart")

@@ -196,6 +196,8 @@ def execute(
     max_frames: int | None = None,
     max_batch_wait_ms: float = 0.0,
     metrics: Any = None,
+    per_stream: list[OutputOptions] | None = None,
+    on_start: Any = None,
 ) -> RunSummary:
     """Run the streams with the given outputs (shared by ``stream`` and ``demo``); always releases everything."""
     try:
@@ -204,11 +206,14 @@ def execute(
         display, notes = open_viewers(opts.show, opts.view_port, opts.view_address,
                                       "esan-rt: " + ", ".join(redact_url(s.name) for s in sources))
         outputs = [Outputs(o, meta, fps=src.fps, title=f"esan-rt: {src.name}", stream_id=i, display=display)
-                   for i, (o, meta, src) in enumerate(zip(stream_options(opts, len(sources)), metas, sources,
-                                                          strict=True))]  # fmt: skip
-        summary = Pipeline(scheduler, list(zip(sources, outputs, strict=True)), max_frames=max_frames,
-                           max_batch_wait_ms=max_batch_wait_ms, report=opts.report, display=display,
-                           metrics=metrics).run()
+                   for i, (o, meta, src) in enumerate(zip(per_stream or stream_options(opts, len(sources)), metas,
+                                                          sources, strict=True))]  # fmt: skip
+        pipeline = Pipeline(scheduler, list(zip(sources, outputs, strict=True)), max_frames=max_frames,
+                            max_batch_wait_ms=max_batch_wait_ms, report=opts.report, display=display,
+                            metrics=metrics)
+        if on_start is not None:  # --config: the SIGHUP reloader adds and ends streams of the running pipeline
+            on_start(pipeline)
+        summary = pipeline.run()
         summary.notes.extend(notes)
         return summary
     finally:
@@ -221,6 +226,10 @@ def execute(
 
 def run(args: argparse.Namespace) -> int:
     """``esan-rt stream``."""
+    if getattr(args, "config", None) and getattr(args, "cameras", None) is None:
+        from esan.runtime.cli.config import run_config
+
+        return run_config(args)  # fills args from the file, then comes back here
     validate(args)
     opts = output_options(args)
     check_outputs(opts, len(args.inputs))
@@ -239,8 +248,9 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
     args.backend_choice = choice.record(args.backend, args.device)
     args.backend, args.device = choice.backend, choice.device
-    sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime,
-                           reconnect=reconnect_policy(args))
+    sources = (args.open_cameras() if getattr(args, "cameras", None) is not None else
+               open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime,
+                            reconnect=reconnect_policy(args)))  # fmt: skip
     try:
         scheduler = open_scheduler(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
                                    device=args.device, lookahead=args.lookahead,
@@ -264,6 +274,7 @@ def _stream_and_print(args: argparse.Namespace, opts: OutputOptions, sources: li
              f"{be.device}{where}, lookahead {scheduler.lookahead}")
     many = len(sources) > 1
     metas = [stream_meta(args, src, scheduler, i if many else None) for i, src in enumerate(sources)]
+    reloader = getattr(args, "reloader", None)
     try:
         metrics = start_metrics(args)
     except BaseException:
@@ -272,7 +283,9 @@ def _stream_and_print(args: argparse.Namespace, opts: OutputOptions, sources: li
         raise
     try:
         summary = execute(sources, scheduler, opts, metas, max_frames=args.max_frames,
-                          max_batch_wait_ms=args.max_batch_wait_ms, metrics=metrics)
+                          max_batch_wait_ms=args.max_batch_wait_ms, metrics=metrics,
+                          per_stream=getattr(args, "per_stream", None),
+                          on_start=None if reloader is None else reloader.attach(scheduler, metas))
     finally:
         if metrics is not None:
             metrics.close()

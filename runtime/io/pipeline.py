@@ -121,6 +121,36 @@ class Pipeline:
         self._error: BaseException | None = None
         self._computed = threading.Event()  # set when the compute thread ends (see _supervise)
         self.rounds = 0
+        self._changes: list[tuple[str, Any]] = []  # streams added / ended while running (applied by compute)
+        self._changes_lock = threading.Lock()
+        self._output_queue = output_queue
+
+    def add_stream(self, source: FrameSource, outputs: Outputs) -> int:
+        """Add a stream while running (any thread); returns its number. It starts at the next round."""
+        with self._changes_lock:
+            lane = _Lane(len(self.lanes) + sum(k == "add" for k, _ in self._changes), source, outputs,
+                         self._output_queue, self.wake)
+            self._changes.append(("add", lane))
+        self.wake.set()
+        return lane.sid
+
+    def end_stream(self, sid: int, reason: str) -> None:
+        """End one stream while running (any thread): flushed, its outputs finalised; the others go on."""
+        with self._changes_lock:
+            self._changes.append(("end", (sid, reason)))
+        self.wake.set()
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        for kind, item in changes:
+            if kind == "add":
+                self.lanes.append(item)
+                self._by_key[item.sid] = item
+                self.scheduler.open_stream(item.sid)
+                item.source.start()
+            elif (lane := self._by_key.get(item[0])) is not None and lane.state == OPEN:
+                self._end(lane, item[1])
 
     # -- control (any thread) --------------------------------------------------------------------
     def stop(self, reason: str, *, interrupted: bool = False, abort: bool = False) -> None:
@@ -245,6 +275,7 @@ class Pipeline:
     def _round(self) -> bool:
         """Admit frames, run one scheduler round, hand the maps to the writers; False when every stream is done."""
         self.wake.clear()
+        self._apply_changes()
         self._apply_stop()
         for lane in self.lanes:
             if lane.writer.error and lane.state != CLOSED:
@@ -369,6 +400,7 @@ class Pipeline:
             if lane.state == FINISHING and not open_streams.intersection(lane.offsets):
                 lane.state = CLOSED
                 lane.writer.close()
+                threading.Thread(target=lane.source.stop, daemon=True).start()  # release it now, not at exit
 
 
 def check_pushable(image: Any) -> None:

@@ -89,3 +89,16 @@ def redirected(callback: Callback) -> Iterator[None]:
 def exit_code(exc: KeyboardInterrupt) -> int:
     """The documented exit status for a stop: 0 after SIGTERM, 130 after Ctrl-C."""
     return int(getattr(exc, "exit_code", 130))
+
+
+@contextmanager
+def on_hangup(callback: Callable[[], None]) -> Iterator[None]:
+    """While inside, SIGHUP calls ``callback()`` (keep it short: set a flag or an event); main thread only."""
+    if not _main_thread() or not hasattr(signal, "SIGHUP"):
+        yield
+        return
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: callback())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
