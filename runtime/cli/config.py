@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,10 +209,9 @@ def _shared_options(args: argparse.Namespace) -> OutputOptions:
     return OutputOptions(show=bool(args.show), view_port=args.view_port, view_address=args.view_address)
 
 
-def run_config(args: argparse.Namespace) -> int:
-    """``esan-rt stream --config FILE``: the cameras of the file through ``esan.runtime.cli.stream.run``."""
-    from esan.runtime.cli import stream
-
+def run_config(args: argparse.Namespace, stream_run: Callable[[argparse.Namespace], int]) -> int:
+    """``esan-rt stream --config FILE``: the cameras of the file through ``stream_run``
+    (``esan.runtime.cli.stream.run``, which calls this)."""
     if getattr(args, "inputs", None):
         raise UserError("--config lists the cameras: drop --source/--camera (or drop --config)")
     run, cams = load_config(args.config)
@@ -239,4 +239,4 @@ def run_config(args: argparse.Namespace) -> int:
     args.open_cameras = open_cameras
     args.reloader = Reloader(args.config, run, dict(cams), args)
     with on_hangup(args.reloader.request):
-        return stream.run(args)
+        return stream_run(args)

@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "config", None) and getattr(args, "cameras", None) is None:
         from esan.runtime.cli.config import run_config
 
-        return run_config(args)  # fills args from the file, then comes back here
+        return run_config(args, run)  # fills args from the file, then comes back here
     validate(args)
     opts = output_options(args)
     check_outputs(opts, len(args.inputs))
