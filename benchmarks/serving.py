@@ -25,6 +25,7 @@ import numpy as np
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_write_text
 from esan.runtime.io.report import percentiles
+from esan.runtime.io.signals import exit_code
 
 
 def load_frames(args: argparse.Namespace, n: int, out: Path) -> list[np.ndarray]:
@@ -73,11 +74,14 @@ def served(servers: list[str], n_streams: int, frames: list[np.ndarray]) -> dict
     overhead: list[list[float]] = [[] for _ in streams]
     maps = [0] * n_streams
     errors: list[BaseException] = []
+    stop = threading.Event()  # a stop signal: every stream ends after its current frame
 
     def work(i: int) -> None:
         s = streams[i]
         try:
             for f in frames:
+                if stop.is_set():
+                    return
                 maps[i] += len(s.push(f))
                 rtt[i].append(s.last_round_trip_ms)
                 overhead[i].append(s.last_round_trip_ms - s.last_server_ms.get("total", 0.0))
@@ -85,16 +89,23 @@ def served(servers: list[str], n_streams: int, frames: list[np.ndarray]) -> dict
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_streams)]
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n_streams)]
     before = triton_stats(servers)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    for s in streams:
-        s.close()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: let each stream end its frame, then close them
+        stop.set()
+        for t in threads:
+            t.join()
+        raise
+    finally:
+        wall = time.perf_counter() - t0
+        for s in streams:
+            s.close()
     if errors:
         raise errors[0]
     assert sum(maps) == n_streams * len(frames), maps
@@ -165,7 +176,8 @@ def run_served(args: argparse.Namespace) -> int:
     lookahead, chunk = int(params["lookahead"]), int(params["backward_chunk"])
     print(f"bench: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]} per stream, servers "
           f"{', '.join(servers)} ({params.get('backend')}/{params.get('device')}, L={lookahead})", flush=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    stopped: str | None = None
     try:
         for n in counts:
             row: dict[str, Any] = {"streams": n, "server": served(servers, n, frames)}
@@ -173,17 +185,20 @@ def run_served(args: argparse.Namespace) -> int:
                 row["in_process"] = in_process(backend, lookahead, chunk, n, frames)
             rows.append(row)
             print(_line(row), flush=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the rows measured so far still go into the report
+        stopped, code = ("Ctrl-C", 130) if exit_code(exc) == 130 else ("SIGTERM", exit_code(exc))
+        print(f"bench: stopped ({stopped}) after {len(rows)} of {len(counts)} stream counts", flush=True)
     finally:
         if backend is not None:
             backend.close()
     if backend is None:
         print("bench: pass --bundle DIR (the bundle the server runs) for in-process figures beside", flush=True)
     report = {"servers": servers, "model": params, "frames_per_stream": len(frames), "threads": args.threads,
-              "source": args.source or "generated demo clip", "rows": rows}
+              "source": args.source or "generated demo clip", "rows": rows, "stopped": stopped}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "serving.json", json.dumps(report, indent=2) + "\n")
     print(f"bench: wrote {out / 'serving.json'}", flush=True)
-    return 0
+    return code if stopped else 0
 
 
 def _line(row: dict[str, Any]) -> str:

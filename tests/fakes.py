@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -16,13 +17,15 @@ IN_HW, OUT_HW = (64, 96), (32, 48)
 
 class FakeScheduler:
     """The pipeline's scheduler interface without a model: a stream's frame ``t`` comes out once ``t + delay``
-    was pushed (all at ``finish``); ``interrupt_at`` raises KeyboardInterrupt at that push of a stream."""
+    was pushed (all at ``finish``); ``interrupt_at`` raises KeyboardInterrupt at that push of a stream;
+    ``signal_at=(n, signum)`` sends a real signal to this process at push ``n`` (once)."""
 
-    def __init__(self, delay: int = 3, interrupt_at: int | None = None, slow_s: float = 0.0) -> None:
+    def __init__(self, delay: int = 3, interrupt_at: int | None = None, slow_s: float = 0.0,
+                 signal_at: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.delay_frames, self.lookahead, self.backward_chunk, self.radius = delay, delay, 1, 0
         self.engine = EngineInfo("fake", "cpu", "fp32")
         self.shut_down = False
-        self.interrupt_at, self.slow_s = interrupt_at, slow_s
+        self.interrupt_at, self.slow_s, self.signal_at = interrupt_at, slow_s, signal_at
         self.queued: dict[object, list[tuple[int, np.ndarray, object]]] = {}
         self.waiting: dict[object, list[tuple[int, np.ndarray, object]]] = {}
         self.n: dict[object, int] = {}
@@ -48,6 +51,9 @@ class FakeScheduler:
         check_frame(frame)  # as every scheduler's push
         if self.interrupt_at is not None and self.n[sid] == self.interrupt_at:
             raise KeyboardInterrupt
+        if self.signal_at is not None and self.n[sid] == self.signal_at[0]:
+            os.kill(os.getpid(), self.signal_at[1])
+            self.signal_at = None
         self.queued[sid].append((self.n[sid], frame, payload))
         self.n[sid] += 1
 

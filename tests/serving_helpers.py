@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proctools import preexec
 
 READY_TIMEOUT_S = 90.0
 
@@ -90,7 +91,7 @@ def start_server(bundle: Path, repo: Path, *extra: str) -> Server:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = repo.parent / f"{repo.name}.serve.out"
     out = open(log, "w")  # noqa: SIM115 - the child writes it
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True, preexec_fn=preexec())
     out.close()
     server = Server(proc, f"127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics", log)
     deadline = time.monotonic() + READY_TIMEOUT_S

@@ -98,7 +98,8 @@ class FakeCamera:
 
 def test_failing_sources_end_only_their_stream(tmp_path: Path, tiny_model, l8_bundle: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """A camera unplugged after 4 frames and a folder with a corrupt frame end alone; a clean folder goes on."""
+    """A camera unplugged after 4 frames (``--reconnect off``) and a folder with a corrupt frame end alone; a clean
+    folder goes on. Sources that failed for good: exit status 1."""
     from esan.runtime.io import sources
 
     monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCamera)
@@ -109,12 +110,12 @@ def test_failing_sources_end_only_their_stream(tmp_path: Path, tiny_model, l8_bu
     (tmp_path / "broken" / "frame_0005.png").write_bytes(b"not a png")
     rc = stream("--source", str(tmp_path / "clean"), "--camera", "0", "--source", str(tmp_path / "broken"),
                 "--bundle", str(l8_bundle), "--queue-size", "16", "--save-maps", str(tmp_path / "maps"),
-                "--report", str(tmp_path / "r.json"))
-    assert rc == 0
+                "--report", str(tmp_path / "r.json"), "--reconnect", "off")
+    assert rc == 1
     per = json.loads((tmp_path / "r.json").read_text())["streams"]
     assert per[0]["stop_reason"] == "end of stream" and per[0]["frames"] == 12
     assert per[1]["source_kind"] == "camera" and per[1]["stop_reason"] == "source disconnected"
-    assert "stopped delivering frames" in per[1]["source_error"] and per[1]["frames"] == 4
+    assert "camera 0 disconnected; reconnect is off" in per[1]["source_error"] and per[1]["frames"] == 4
     assert per[2]["stop_reason"] == "source disconnected" and "frame_0005" in per[2]["source_error"]
     camera = [np.full((24, 32, 3), 40 * n, np.uint8) for n in range(2, 6)]  # the probe frame is dropped
     for i, frames in enumerate((clean, camera, broken[:5])):  # every stream flushed up to its last frame

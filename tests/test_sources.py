@@ -6,6 +6,7 @@ Uses a fake scheduler (no model): these tests are about the plumbing, not the ma
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -127,6 +128,8 @@ def test_ctrl_c_flushes_and_finalises(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGINT to this process while the CLI streams (the CLI installs its own handler, whatever
+    this test run inherited): every pushed frame's map is flushed, the video and report finalised."""
     from esan.runtime import cli
     from esan.runtime.session import Session
 
@@ -136,12 +139,21 @@ def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.Monkey
         cv2.imwrite(str(frames / f"{i:04d}.png"), np.full((30, 50, 3), i * 20, np.uint8))
     ckpt = tmp_path / "fake.pt"
     ckpt.write_bytes(b"x")
-    monkeypatch.setattr(Session, "scheduler", lambda self: FakeScheduler(delay=2, interrupt_at=6))
-    rc = cli.main(["stream", "--source", str(frames), "--checkpoint", str(ckpt),
-                   "--report", str(tmp_path / "r.json"), "--save-video", str(tmp_path / "v.mp4")])
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a script's background job: the CLI must not care
+    try:
+        monkeypatch.setattr(Session, "scheduler",
+                            lambda self: FakeScheduler(delay=2, signal_at=(6, signal.SIGINT), slow_s=0.05))
+        rc = cli.main(["stream", "--source", str(frames), "--checkpoint", str(ckpt),
+                       "--report", str(tmp_path / "r.json"), "--save-video", str(tmp_path / "v.mp4")])
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # what it found is restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert rc == 130
-    assert json.loads((tmp_path / "r.json").read_text())["frames"] == 6
-    assert _video_frames(tmp_path / "v.mp4") == 6
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] and report["stop_reason"] == "interrupted (Ctrl-C)"
+    assert 7 <= report["frames"] < 12 and report["frames"] == report["frames_pushed"]  # stopped early, all flushed
+    assert _video_frames(tmp_path / "v.mp4") == report["frames"]
 
 
 def test_realtime_file_drops_when_behind_and_max_frames(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
+from proctools import preexec
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -178,9 +179,9 @@ def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 class Cli:
     """``esan-rt ...`` in a subprocess; stderr is collected by a thread (the live view's URL is on it)."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, ignore_sigint: bool = False) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "esan.runtime.cli", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True,
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec(ignore_sigint),
                                      env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
         self.err: list[str] = []
         self._reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)

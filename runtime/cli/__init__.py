@@ -13,8 +13,10 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     import esan.runtime.cli.args  # noqa: F401  (registers the subcommands)
     from esan.runtime.cli.commands import COMMANDS
+    from esan.runtime.io.signals import installed
 
-    return COMMANDS.main(argv)
+    with installed():  # SIGINT and SIGTERM handled explicitly, whatever this process inherited
+        return COMMANDS.main(argv)
 
 
 if __name__ == "__main__":

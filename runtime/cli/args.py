@@ -71,9 +71,13 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch-wait-ms", type=float, default=0.0, metavar="MS",
                    help="let a round wait up to MS ms for more streams to have a frame (bigger batches, "
                         "more latency; default: 0 = never wait)")
+    from esan.runtime.cli.always_args import add_always_args
+
+    add_always_args(p)
     p.epilog = ("--checkpoint with ort/trt exports once into $ESAN_CACHE_DIR (default ~/.cache/esan-rt/bundles). "
-                "Exit codes: 0 done (a source that disconnects ends the stream normally), 2 usage or input "
-                "error, 130 Ctrl-C (outputs are still flushed and written).")
+                "Exit codes: 0 done (every source ended, q, or SIGTERM), 1 a source failed for good (reconnect "
+                "off or attempts used up), 2 usage or input error, 130 Ctrl-C (outputs are still flushed and "
+                "written).")
 
 
 def _view_args(p: argparse.ArgumentParser) -> None:

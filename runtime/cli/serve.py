@@ -1,29 +1,22 @@
 """Handler of ``esan-rt serve``: write a Triton model repository for a bundle and run ``tritonserver`` on it.
 
 Exit codes: 0 written (``--write-only``) or stopped with SIGTERM, 130 stopped with Ctrl-C, 2 a user error
-(one line), 1 the server died on its own (the tail of its log is printed).
+(one line), 1 the server died on its own (the tail of its log is printed). SIGINT and SIGTERM are handled
+explicitly (``esan.runtime.io.signals``); a second one while Triton shuts down kills it at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 from esan.runtime.core.errors import UserError
-
-
-class _Terminated(Exception):
-    pass
+from esan.runtime.io.signals import Terminated, installed
 
 
 def _log(msg: str) -> None:
     print(f"esan-rt serve: {msg}", file=sys.stderr, flush=True)
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated()
 
 
 def default_repository(bundle_dir: Path, backend: str, device: str) -> Path:
@@ -87,26 +80,35 @@ def run(args: argparse.Namespace) -> int:
         _log(warning)
     server = TritonProcess(install, repo, ends, exit_timeout_s=args.exit_timeout_secs,
                            log_path=repo.parent / f"{repo.name}.tritonserver.log", verbose=args.verbose, tls=tls)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     code = 0
-    try:
-        server.start()
-        server.wait_ready(args.start_timeout)
-        tls_hint = " --tls-ca CA.pem" if tls else ""
-        print(f"esan-rt serve: ready: model esan on grpc {ends.grpc} (stream with esan-rt stream --server "
-              f"{ends.grpc}{tls_hint}), http {ends.http}, metrics {ends.metrics}; log {server.log_path}; "
-              "Ctrl-C stops", flush=True)
-        rc = server.proc.wait()
-        _log(f"tritonserver exited on its own ({rc}); its log says:\n{server.log_tail()}")
-        code = 1
-    except _Terminated:
-        _log("SIGTERM: stopping")
-    except KeyboardInterrupt:
-        _log("Ctrl-C: stopping")
-        code = 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
+    with installed():  # explicit SIGINT/SIGTERM handlers, also when not run through the CLI's main
+        try:
+            server.start()
+            server.wait_ready(args.start_timeout)
+            tls_hint = " --tls-ca CA.pem" if tls else ""
+            print(f"esan-rt serve: ready: model esan on grpc {ends.grpc} (stream with esan-rt stream --server "
+                  f"{ends.grpc}{tls_hint}), http {ends.http}, metrics {ends.metrics}; log {server.log_path}; "
+                  "Ctrl-C stops", flush=True)
+            rc = server.proc.wait()
+            _log(f"tritonserver exited on its own ({rc}); its log says:\n{server.log_tail()}")
+            code = 1
+        except Terminated:
+            _log("SIGTERM: stopping")
+        except KeyboardInterrupt:
+            _log("Ctrl-C: stopping")
+            code = 130
+        finally:
+            _stop_server(server)
     _log("stopped")
     return code
 
+
+def _stop_server(server) -> None:
+    """Stop tritonserver gracefully; a second SIGINT/SIGTERM meanwhile kills it at once."""
+    try:
+        server.stop()
+    except KeyboardInterrupt:
+        _log("second signal: killing tritonserver now")
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()

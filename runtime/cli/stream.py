@@ -5,8 +5,10 @@ and every stream runs through one multi-stream scheduler (``esan.runtime.io.pipe
 Everything that can be refused is refused before the first frame is read: output paths (``{stream}``
 in ``--save-video`` / ``--plot`` with several streams), the model options (``esan.runtime.session.prepare``),
 every source, then the checkpoint's export or the bundle's fit with the backend (``Session.scheduler``).
-Exit codes: 0 done (also when a live source disconnects: that stream is flushed as its end),
-2 a user error (one line), 130 interrupted with Ctrl-C (outputs are still finalised).
+Exit codes: 0 done (every source ended, ``q``) or stopped with SIGTERM, 1 a source failed for good (a
+live source that did not come back: ``--reconnect off`` or its attempts used up; ``esan.runtime.io.reconnect``),
+2 a user error (one line), 130 interrupted with Ctrl-C. SIGINT and SIGTERM are handled
+explicitly (``esan.runtime.io.signals``): outputs are always finalised; a second signal skips the flush.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     return OutputOptions(show=bool(args.show), video=p(args.save_video), maps=p(args.save_maps),
                          maps_format=args.maps_format, report=p(args.report), plot=p(args.plot),
                          view_port=args.view_port, view_address=args.view_address,
-                         view_allow_hosts=tuple(args.view_allow_host or ()))
+                         view_allow_hosts=tuple(args.view_allow_host or ()),
+                         segment_seconds=getattr(args, "segment_seconds", None), keep=getattr(args, "keep", None))
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -64,11 +67,22 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError("give a source: --camera N or --source PATH|URL|DIR (repeat them for several streams)")
 
 
-def open_sources(inputs: list[tuple[str, Any]], *, queue_size: int, realtime: bool) -> list[FrameSource]:
-    """Open every source (stream i = ``inputs[i]``); on a failure the ones already open are released."""
+def open_sources(inputs: list[tuple[str, Any]], *, queue_size: int, realtime: bool,
+                 reconnect: Any = None) -> list[FrameSource]:  # fmt: skip
+    """Open every source (stream i = ``inputs[i]``); on a failure the ones already open are released.
+
+    ``reconnect`` (an ``esan.runtime.io.reconnect.ReconnectPolicy``): cameras and URLs come back after outages.
+    """
+    from esan.runtime.io.reconnect import open_live
+    from esan.runtime.io.sources import is_url
+
     sources: list[FrameSource] = []
     try:
-        for kind, value in inputs:
+        for i, (kind, value) in enumerate(inputs):
+            if reconnect is not None and (kind == "camera" or is_url(str(value))):
+                sources.append(open_live(kind, value, policy=reconnect, queue_size=queue_size,
+                                         log=lambda m, i=i: _log(f"stream {i}: {m}" if len(inputs) > 1 else m)))
+                continue
             sources.append(open_source(camera=value, queue_size=queue_size) if kind == "camera" else
                            open_source(source=value, queue_size=queue_size, realtime=realtime))  # fmt: skip
     except BaseException:
@@ -86,6 +100,9 @@ def execute(
     *,
     max_frames: int | None = None,
     max_batch_wait_ms: float = 0.0,
+    metrics: Any = None,
+    per_stream: list[OutputOptions] | None = None,
+    on_start: Any = None,
 ) -> RunSummary:
     """Run the streams with the given outputs (shared by ``stream`` and ``demo``); always releases everything."""
     try:
@@ -95,10 +112,14 @@ def execute(
                                       "esan-rt: " + ", ".join(redact_url(s.name) for s in sources),
                                       allowed_hosts=opts.view_allow_hosts)
         outputs = [Outputs(o, meta, fps=src.fps, title=f"esan-rt: {src.name}", stream_id=i, display=display)
-                   for i, (o, meta, src) in enumerate(zip(stream_options(opts, len(sources)), metas, sources,
-                                                          strict=True))]  # fmt: skip
-        summary = Pipeline(scheduler, list(zip(sources, outputs, strict=True)), max_frames=max_frames,
-                           max_batch_wait_ms=max_batch_wait_ms, report=opts.report, display=display).run()
+                   for i, (o, meta, src) in enumerate(zip(per_stream or stream_options(opts, len(sources)), metas,
+                                                          sources, strict=True))]  # fmt: skip
+        pipeline = Pipeline(scheduler, list(zip(sources, outputs, strict=True)), max_frames=max_frames,
+                            max_batch_wait_ms=max_batch_wait_ms, report=opts.report, display=display,
+                            metrics=metrics)
+        if on_start is not None:  # --config: the SIGHUP reloader adds and ends streams of the running pipeline
+            on_start(pipeline)
+        summary = pipeline.run()
         summary.notes.extend(notes)
         return summary
     finally:
@@ -109,6 +130,10 @@ def execute(
 
 def run(args: argparse.Namespace) -> int:
     """``esan-rt stream``."""
+    if getattr(args, "config", None) and getattr(args, "cameras", None) is None:
+        from esan.runtime.cli.config import run_config
+
+        return run_config(args, run)  # fills args from the file, then comes back here
     validate(args)
     opts = output_options(args)
     check_outputs(opts, len(args.inputs))
@@ -126,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
                       lookahead=args.lookahead, backward_chunk=args.backward_chunk, precision=args.precision,
                       threads=args.threads, log=_log)  # fmt: skip
     args.backend_choice = plan.choice.record(args.backend, args.device)
-    sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
+    sources = (args.open_cameras() if getattr(args, "cameras", None) is not None else
+               open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime,
+                            reconnect=reconnect_policy(args)))  # fmt: skip
     try:
         scheduler = plan.scheduler()  # exports a checkpoint on first use, opens the backend
     except BaseException:
@@ -149,14 +176,50 @@ def _stream_and_print(args: argparse.Namespace, opts: OutputOptions, sources: li
              f"{engine.device}{where}, lookahead {scheduler.lookahead}")
     many = len(sources) > 1
     metas = [stream_meta(args, src, scheduler, i if many else None) for i, src in enumerate(sources)]
-    summary = execute(sources, scheduler, opts, metas, max_frames=args.max_frames,
-                      max_batch_wait_ms=args.max_batch_wait_ms)
+    reloader = getattr(args, "reloader", None)
+    try:
+        metrics = start_metrics(args)
+    except BaseException:
+        for src in sources:
+            src.stop()
+        raise
+    try:
+        summary = execute(sources, scheduler, opts, metas, max_frames=args.max_frames,
+                          max_batch_wait_ms=args.max_batch_wait_ms, metrics=metrics,
+                          per_stream=getattr(args, "per_stream", None),
+                          on_start=None if reloader is None else reloader.attach(scheduler, metas))
+    finally:
+        if metrics is not None:
+            metrics.close()
     for line in summary.lines():
         print(line)
     for what, path in opts.describe().items():
         if what != "maps_format":
             print(f"{what}: {path}")
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        return 130
+    return 1 if any(s.source_error for s in summary.streams) else 0
+
+
+def start_metrics(args: argparse.Namespace) -> Any:
+    """``--metrics-port``: the Prometheus endpoint (``esan.runtime.io.metrics``), serving; None without it."""
+    if getattr(args, "metrics_port", None) is None:
+        return None
+    from esan.runtime.io.metrics import RuntimeMetrics
+
+    metrics = RuntimeMetrics()
+    url = metrics.serve(args.metrics_port, args.metrics_address)
+    _log(f"metrics on {url}/metrics (health: {url}/healthz, {url}/readyz)")
+    return metrics
+
+
+def reconnect_policy(args: argparse.Namespace) -> Any:
+    """``--reconnect`` / ``--stall-timeout`` as a policy (None when these options are absent: the library's default)."""
+    if getattr(args, "reconnect", None) is None:
+        return None
+    from esan.runtime.io.reconnect import parse_policy
+
+    return parse_policy(args.reconnect, args.stall_timeout, args.reconnect_max_delay)
 
 
 def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
@@ -175,7 +238,8 @@ def run_remote(args: argparse.Namespace, opts: OutputOptions) -> int:
     configure_client_tls(ClientTLS.from_args(args.tls_ca, args.tls_cert, args.tls_key))
     scheduler = RemoteScheduler(args.server)
     try:
-        sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
+        sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime,
+                               reconnect=reconnect_policy(args))
     except BaseException:
         scheduler.shutdown()
         raise

@@ -48,9 +48,10 @@ def run_handler(handler: str, args: argparse.Namespace, prog: str) -> int:
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C: 130; SIGTERM (esan.runtime.io.signals.Terminated): its exit_code
+        code = int(getattr(exc, "exit_code", 130))
+        print(f"{prog}: {'interrupted' if code == 130 else 'stopped (SIGTERM)'}", file=sys.stderr)
+        return code
     except ImportError as exc:
         hint = opencv_import_hint(exc)
         if hint is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import check_writable_dir
 from esan.runtime.io.overlay import Renderer
 from esan.runtime.io.report import LatencyLog
+from esan.runtime.io.segments import SegmentRoller, parse_keep
 from esan.runtime.io.tiles import status_text
 from esan.runtime.io.viewers import Viewers
 
@@ -47,6 +49,8 @@ class OutputOptions:
     view_port: int | None = None
     view_address: str = "127.0.0.1"
     view_allow_hosts: tuple[str, ...] = ()  # Host names the live view answers besides its own (--view-allow-host)
+    segment_seconds: float | None = None  # roll video, maps and latency log (esan.runtime.io.segments)
+    keep: str | None = None
 
     def describe(self) -> dict[str, str]:
         out = {k: str(getattr(self, k)) for k in ("video", "maps", "report", "plot") if getattr(self, k)}
@@ -93,6 +97,10 @@ def check_outputs(opts: OutputOptions, streams: int = 1) -> list[OutputOptions]:
     if opts.view_port is not None and not 0 <= opts.view_port <= 65535:
         raise UserError(f"--view-port must be 0..65535 (0: any free port), got {opts.view_port}")
     per_stream = stream_options(opts, streams)
+    if opts.segment_seconds is not None:
+        SegmentRoller(opts.segment_seconds, parse_keep(opts.keep), None, None)  # refuses bad values now
+    elif opts.keep is not None:
+        raise UserError("--keep applies to segments: give --segment-seconds N too")
     for o in per_stream:
         _check_stream_outputs(o)
     if opts.report:
@@ -160,6 +168,8 @@ class Outputs:
         self.finished = False
         if opts.maps:
             opts.maps.mkdir(parents=True, exist_ok=True)
+        self.roller = (SegmentRoller(opts.segment_seconds, parse_keep(opts.keep), opts.video, opts.maps)
+                       if opts.segment_seconds else None)  # fmt: skip
 
     @property
     def needs_overlay(self) -> bool:
@@ -167,6 +177,8 @@ class Outputs:
 
     def write(self, result: Any, image: np.ndarray, log: LatencyLog) -> None:
         """Write one result (``image`` is the original RGB frame): map file, overlay video, window tile."""
+        if self.roller is not None:
+            self._roll(result)
         if self.opts.maps:
             self._write_map(result, image.shape[:2])
         if not self.needs_overlay:
@@ -183,7 +195,7 @@ class Outputs:
 
     def _write_map(self, result: Any, frame_hw: tuple[int, int]) -> None:
         """npy: the model-size map; png: the map on the original frame, 8-bit."""
-        stem = self.opts.maps / f"{int(result.index):06d}"
+        stem = (self.roller.maps_dir if self.roller else self.opts.maps) / f"{int(result.index):06d}"
         if self.opts.maps_format == "npy":
             np.save(f"{stem}.npy", np.asarray(result.saliency, np.float32))
         elif not cv2.imwrite(f"{stem}.png", self.renderer.map_u8(result.saliency, result.box, frame_hw), PNG_PARAMS):
@@ -194,7 +206,8 @@ class Outputs:
         if self._writer is None:
             h, w = canvas.shape[:2]
             self._video_size = (w, h)
-            self._writer = cv2.VideoWriter(str(self.opts.video), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            path = self.roller.video_path if self.roller else self.opts.video
+            self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self._writer.isOpened():
                 raise UserError(f"cannot open {self.opts.video} for writing (mp4v)")
         if (canvas.shape[1], canvas.shape[0]) != self._video_size:
@@ -208,6 +221,20 @@ class Outputs:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self.roller is not None:
+            self.roller.close()
+
+    def _roll(self, result: Any) -> None:
+        """``--segment-seconds``: close the segment when due (video released, files renamed) and open the next."""
+        if self.roller.due():
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
+            self.roller.close()
+            self.roller.open()
+        captured = getattr(result.payload, "timestamp", None)
+        if captured is not None:
+            self.roller.record(result.index, (time.perf_counter() - captured) * 1000.0)
 
     def finalise(self, log: LatencyLog) -> list[str]:
         """After the stream: close the video if still open, draw the plot; returns notes for the user."""

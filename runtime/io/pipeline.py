@@ -16,21 +16,27 @@ each end only their own stream (its maps flushed, its outputs finalised); the ot
 of a scheduler round itself (a backend error) cannot be attributed to one stream: it ends them all,
 after every output is finalised, and is raised.
 
-Every way out -- end of every stream, ``--max-frames``, quit key, Ctrl-C (a second Ctrl-C skips the
-flush) -- finalises every output: maps flushed, videos closed, plots and the report written.
+Every way out -- end of every stream, ``--max-frames``, quit key, Ctrl-C or SIGTERM (a second signal
+skips the flush; ``esan.runtime.io.signals``) -- finalises every output: maps flushed, videos closed,
+plots and the report written.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 from esan.runtime.core.scheduler_api import Scheduler
+from esan.runtime.io.gaps import StreamSegments
 from esan.runtime.io.outputs import Outputs
+from esan.runtime.io.reconnect import write_maps_index
 from esan.runtime.io.report import LatencyLog, aggregate_fps, build_report, write_report
+from esan.runtime.io.signals import redirected, signal_name
 from esan.runtime.io.sources import Frame, FrameSource
 from esan.runtime.io.summary import END_OF_STREAM, RunSummary, StreamSummary
 from esan.runtime.io.viewers import Viewers
@@ -42,11 +48,12 @@ OPEN, FINISHING, CLOSED = "open", "finishing", "closed"
 INTERRUPTED = "interrupted (Ctrl-C)"
 
 
-class _Lane:
-    """One stream's pieces in the pipeline."""
+class _Lane(StreamSegments):
+    """One stream's pieces in the pipeline (and its segments: ``esan.runtime.io.gaps``)."""
 
     def __init__(self, sid: int, source: FrameSource, outputs: Outputs, capacity: int, wake: threading.Event) -> None:
-        self.sid, self.source, self.outputs = sid, source, outputs
+        super().__init__(sid)
+        self.source, self.outputs = source, outputs
         source.wake = wake
         self.log = LatencyLog()
         self.summary = StreamSummary(stream=sid, source=source.name, live=source.live)
@@ -70,6 +77,7 @@ class Pipeline:
         report: Path | None = None,
         display: Viewers | None = None,
         output_queue: int = DEFAULT_CAPACITY,
+        metrics: Any = None,
     ) -> None:
         if not streams:
             raise ValueError("the pipeline needs at least one stream")
@@ -78,15 +86,46 @@ class Pipeline:
         self.max_batch_wait_s = max(0.0, float(max_batch_wait_ms)) / 1000.0
         self.report = report
         self.display = display
+        self.metrics = metrics  # esan.runtime.io.metrics.RuntimeMetrics (--metrics-port), or None
         self.wake = threading.Event()
         self.lanes = [_Lane(i, src, out, output_queue, self.wake) for i, (src, out) in enumerate(streams)]
-        self._by_sid = {lane.sid: lane for lane in self.lanes}
+        self._by_key: dict[Hashable, _Lane] = {lane.sid: lane for lane in self.lanes}  # + later segments
         self._stop_reason: str | None = None
         self._interrupted = False
         self._abort = False
         self._error: BaseException | None = None
         self._computed = threading.Event()  # set when the compute thread ends (see _supervise)
         self.rounds = 0
+        self._changes: list[tuple[str, Any]] = []  # streams added / ended while running (applied by compute)
+        self._changes_lock = threading.Lock()
+        self._output_queue = output_queue
+
+    def add_stream(self, source: FrameSource, outputs: Outputs) -> int:
+        """Add a stream while running (any thread); returns its number. It starts at the next round."""
+        with self._changes_lock:
+            lane = _Lane(len(self.lanes) + sum(k == "add" for k, _ in self._changes), source, outputs,
+                         self._output_queue, self.wake)
+            self._changes.append(("add", lane))
+        self.wake.set()
+        return lane.sid
+
+    def end_stream(self, sid: int, reason: str) -> None:
+        """End one stream while running (any thread): flushed, its outputs finalised; the others go on."""
+        with self._changes_lock:
+            self._changes.append(("end", (sid, reason)))
+        self.wake.set()
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        for kind, item in changes:
+            if kind == "add":
+                self.lanes.append(item)
+                self._by_key[item.sid] = item
+                self.scheduler.open_stream(item.sid)
+                item.source.start()
+            elif (lane := self._by_key.get(item[0])) is not None and lane.state == OPEN:
+                self._end(lane, item[1])
 
     # -- control (any thread) --------------------------------------------------------------------
     def stop(self, reason: str, *, interrupted: bool = False, abort: bool = False) -> None:
@@ -96,18 +135,32 @@ class Pipeline:
         self._abort = self._abort or abort
         self.wake.set()
 
+    def _on_signal(self, signum: int, hits: int) -> None:
+        """A stop signal (main thread): the first flushes every stream, the second drops what is pending."""
+        ctrl_c = signum == signal.SIGINT
+        self.stop(INTERRUPTED if ctrl_c else f"stopped ({signal_name(signum)})", interrupted=ctrl_c, abort=hits > 1)
+        if hits > 1:
+            self._interrupted = self._interrupted or ctrl_c
+            for lane in self.lanes:
+                lane.writer.abort()
+
     # -- main thread -----------------------------------------------------------------------------
     def run(self) -> RunSummary:
         t0 = time.perf_counter()
         for lane in self.lanes:
             self.scheduler.open_stream(lane.sid)
             lane.source.start()
-        try:
-            threading.Thread(target=self._compute, name="compute", daemon=True).start()
-            self._supervise()
-        finally:
-            self._shutdown()
-            summary = self._summarise(t0)
+        if self.metrics is not None:
+            self.metrics.attach(self)
+        with redirected(self._on_signal):  # SIGINT/SIGTERM: a clean stop (esan.runtime.io.signals)
+            try:
+                threading.Thread(target=self._compute, name="compute", daemon=True).start()
+                self._supervise()
+            finally:
+                self._shutdown()
+                summary = self._summarise(t0)
+                if self.metrics is not None:
+                    self.metrics.detach(self)
         if self._error is not None:
             raise self._error
         return summary
@@ -159,6 +212,9 @@ class Pipeline:
             s.wall_s = wall
             s.dropped_frames = src.dropped
             s.source_error = src.error
+            s.gaps, s.reconnects = lane.gaps, src.reconnects()
+            if lane.outputs.opts.maps is not None:
+                write_maps_index(lane.outputs.opts.maps, s.gaps, s.reconnects)
             if src.error and s.stop_reason == END_OF_STREAM:
                 s.stop_reason = "source disconnected"
             if lane.writer.error:
@@ -184,7 +240,7 @@ class Pipeline:
             self._error = exc
             for lane in self.lanes:
                 if lane.state != CLOSED:
-                    self.scheduler.close(lane.sid)
+                    lane.close_all(self.scheduler)
                     lane.state = CLOSED
                     lane.source.request_stop()
                     lane.writer.close()
@@ -194,6 +250,7 @@ class Pipeline:
     def _round(self) -> bool:
         """Admit frames, run one scheduler round, hand the maps to the writers; False when every stream is done."""
         self.wake.clear()
+        self._apply_changes()
         self._apply_stop()
         for lane in self.lanes:
             if lane.writer.error and lane.state != CLOSED:
@@ -208,6 +265,7 @@ class Pipeline:
             if not any(lane.pending for lane in self.lanes):
                 self.wake.wait(IDLE_WAIT_S)
             return True
+        batch = sum(lane.pending for lane in self.lanes)
         try:
             results = self.scheduler.run()
         except KeyboardInterrupt:  # raised by a scheduler in this thread: stop as for Ctrl-C
@@ -216,16 +274,21 @@ class Pipeline:
         ready = time.perf_counter()
         self.rounds += 1
         for r in results:
-            lane = self._by_sid[r.stream_id]
+            lane = self._by_key[r.stream_id]
+            if lane.offsets[r.stream_id]:  # a later segment: its own count from 0, shifted to the stream's
+                r = dataclasses.replace(r, index=lane.offsets[r.stream_id] + r.index)
             frame: Frame = r.payload
             record = lane.log.add(r.index, frame.timestamp, ready, getattr(r, "timings_ms", None), lane.last_event_s)
             lane.summary.frames += 1
             lane.writer.put(Job(r, frame, record))
+        if self.metrics is not None:
+            self.metrics.round(batch, [(self._by_key[r.stream_id].sid, r.payload.timestamp) for r in results], ready,
+                               getattr(results[0], "timings_ms", None) if results else None)
         open_streams = set(self.scheduler.streams)
         for lane in self.lanes:
             lane.pending = False
-            if lane.sid in open_streams:
-                lane.memory_last = self.scheduler.stream_memory(lane.sid)
+            if lane.key in open_streams:
+                lane.memory_last = self.scheduler.stream_memory(lane.key)
                 lane.memory_peak = max(lane.memory_peak, lane.memory_last)
         self._retire()
         return True
@@ -237,7 +300,7 @@ class Pipeline:
             if lane.state == OPEN:
                 self._end(lane, self._stop_reason, flush=not self._abort)
             elif lane.state == FINISHING and self._abort:
-                self.scheduler.close(lane.sid)
+                lane.close_all(self.scheduler)
 
     def _admit(self, lanes: Sequence[_Lane]) -> list[_Lane]:
         """At most one new frame per open stream with room downstream; ends streams whose source ended."""
@@ -251,6 +314,8 @@ class Pipeline:
                     got.append(lane)
             elif ended:
                 self._end(lane, None)
+            elif lane.source.down():  # an outage: the maps before it come out now, not after it
+                lane.end_segment(self.scheduler)
         return got
 
     def _gather(self) -> None:
@@ -268,7 +333,10 @@ class Pipeline:
     def _push(self, lane: _Lane, frame: Frame) -> bool:
         now = time.perf_counter()
         try:
-            self.scheduler.push(lane.sid, frame.image, payload=frame)  # checks the frame
+            if frame.gap is not None or not lane.segment_open:
+                lane.new_segment(self.scheduler, frame.gap)
+                self._by_key[lane.key] = lane
+            self.scheduler.push(lane.key, frame.image, payload=frame)  # checks the frame
         except KeyboardInterrupt:
             self.stop(INTERRUPTED, interrupted=True)
             return False
@@ -276,6 +344,7 @@ class Pipeline:
             self._end(lane, f"frame {frame.index} failed: {exc}")
             return False
         lane.pending = True
+        lane.next_index += 1
         lane.last_event_s = now
         lane.summary.frames_pushed += 1
         if self.max_frames is not None and lane.summary.frames_pushed >= self.max_frames:
@@ -290,20 +359,22 @@ class Pipeline:
             lane.summary.stop_reason = reason
         lane.source.request_stop()
         if flush:
-            self.scheduler.finish(lane.sid)
+            if lane.segment_open:
+                self.scheduler.finish(lane.key)
             lane.last_event_s = time.perf_counter()
             lane.state = FINISHING
         else:
-            self.scheduler.close(lane.sid)
+            lane.close_all(self.scheduler)
             lane.state = FINISHING  # retired (writer closed) by the next _retire
 
     def _retire(self) -> None:
         """Streams the scheduler no longer holds (flushed or closed): no more maps, close their writers."""
         open_streams = set(self.scheduler.streams)
         for lane in self.lanes:
-            if lane.state == FINISHING and lane.sid not in open_streams:
+            if lane.state == FINISHING and not open_streams.intersection(lane.offsets):
                 lane.state = CLOSED
                 lane.writer.close()
+                threading.Thread(target=lane.source.stop, daemon=True).start()  # release it now, not at exit
 
 
 def run_stream(source: FrameSource, scheduler: Scheduler, outputs: Outputs, **kwargs: Any) -> StreamSummary:

@@ -66,6 +66,8 @@ def stream_section(log: LatencyLog, summary: dict[str, Any], meta: dict[str, Any
         "stop_reason": summary.get("stop_reason"),
         "source_error": summary.get("source_error"),
         "interrupted": bool(summary.get("interrupted", False)),
+        "gaps": summary.get("gaps", []),
+        "reconnects": summary.get("reconnects", 0),
         "outputs": meta.get("outputs", {}),
         "per_frame": {  # the last log.capacity maps
             "index": log.index.tolist(),

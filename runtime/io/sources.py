@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -73,6 +73,8 @@ class Frame:
     image: np.ndarray
     timestamp: float
     """``time.perf_counter()`` when the frame was captured."""
+    gap: Any = None
+    """On the first frame after an outage: its ``esan.runtime.io.reconnect.Gap`` (``index`` counts the lost frames)."""
 
 
 Reader = Callable[[], "np.ndarray | None"]
@@ -119,6 +121,9 @@ class FrameSource:
         self._thread: threading.Thread | None = None
         self.wake: threading.Event | None = None
         """Set on every new frame and at the end of the stream (a consumer watching many sources waits on it)."""
+        self.on_stop: Callable[[], None] | None = None  # told on request_stop (a reconnecting reader's waits)
+        self.reconnects: Callable[[], int] = lambda: 0
+        self.down: Callable[[], bool] = lambda: False  # True during a reconnecting source's outage
 
     # -- producer ---------------------------------------------------------------------------------
     def start(self) -> FrameSource:
@@ -144,7 +149,9 @@ class FrameSource:
                 image = self._read()
                 if image is None:
                     break
-                self._put(Frame(self.captured, image, time.perf_counter()))
+                gap = self._reader.take_gap() if hasattr(self._reader, "take_gap") else None
+                self.captured += gap.frames_lost if gap is not None else 0  # lost frames keep their numbers
+                self._put(Frame(self.captured, image, time.perf_counter(), gap))
                 self.captured += 1
         except Exception as exc:  # a disconnect or a decoder failure ends the stream
             self.error = redact_url(f"{type(exc).__name__}: {exc}" if not isinstance(exc, SourceEnded) else str(exc))
@@ -162,8 +169,10 @@ class FrameSource:
         with self._cond:
             while len(self._buf) >= self.queue_size and not self._stop.is_set():
                 if self.live:
-                    self._buf.popleft()
+                    old = self._buf.popleft()
                     self.dropped += 1
+                    if old.gap is not None:  # the next frame starts the new segment instead
+                        (self._buf[0] if self._buf else frame).gap = old.gap
                 else:
                     self._cond.wait(0.1)
             self._buf.append(frame)
@@ -206,6 +215,8 @@ class FrameSource:
     def request_stop(self) -> None:
         """Ask the capture thread to stop, without waiting for it (``stop()`` waits and releases)."""
         self._stop.set()
+        if self.on_stop is not None:
+            self.on_stop()
         with self._cond:
             self._cond.notify_all()
 
@@ -298,8 +309,8 @@ def _probe(fn: Callable[[], T], timeout: float, late: str, failed: str) -> T:
     return result  # type: ignore[return-value]
 
 
-def open_camera(index: int, *, queue_size: int = 4, timeout: float = CAMERA_TIMEOUT_S) -> FrameSource:
-    """Camera ``index`` via ``cv2.VideoCapture``; one clear error within ``timeout`` seconds if unusable."""
+def camera_capture(index: int, timeout: float = CAMERA_TIMEOUT_S) -> cv2.VideoCapture:
+    """Camera ``index`` opened and delivering frames within ``timeout`` s, or one clear ``UserError``."""
 
     def probe() -> tuple[cv2.VideoCapture, np.ndarray]:
         cap = cv2.VideoCapture(int(index))
@@ -314,26 +325,40 @@ def open_camera(index: int, *, queue_size: int = 4, timeout: float = CAMERA_TIME
 
     cap, _ = _probe(probe, timeout, f"camera {index} did not deliver a frame within {timeout:.0f} s; check --camera N",
                     f"cannot open camera {index}")  # the probe frame is stale by the time streaming starts: drop it
+    return cap
+
+
+def open_camera(index: int, *, queue_size: int = 4, timeout: float = CAMERA_TIMEOUT_S) -> FrameSource:
+    """Camera ``index`` via ``cv2.VideoCapture``; one clear error within ``timeout`` seconds if unusable."""
+    cap = camera_capture(index, timeout)
     return FrameSource(
         _capture_reader(cap, f"camera {index}", live=True), name=f"camera:{index}", kind="camera",
         live=True, fps=_fps(cap), queue_size=queue_size, close=cap.release,
     )
 
 
-def open_url(url: str, *, queue_size: int = 4, timeout: float = 10.0) -> FrameSource:
-    """An RTSP/HTTP stream, treated as live (drops the oldest frames when behind)."""
+def url_capture(url: str, timeout: float = 10.0, read_timeout_ms: int = 5000) -> cv2.VideoCapture:
+    """An RTSP/HTTP stream opened by OpenCV's FFmpeg within ``timeout`` s (reads time out after
+    ``read_timeout_ms``), or one clear ``UserError``."""
     shown = redact_url(url)
 
     def probe() -> cv2.VideoCapture:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                  int(read_timeout_ms)]
         cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
             raise UserError(f"cannot open stream {shown}: unreachable, wrong address or unsupported format")
         return cap
 
-    cap = _probe(probe, timeout + 2.0, f"stream {shown} did not open within {timeout:.0f} s",
-                 f"cannot open stream {shown}")
+    return _probe(probe, timeout + 2.0, f"stream {shown} did not open within {timeout:.0f} s",
+                  f"cannot open stream {shown}")
+
+
+def open_url(url: str, *, queue_size: int = 4, timeout: float = 10.0) -> FrameSource:
+    """An RTSP/HTTP stream, treated as live (drops the oldest frames when behind)."""
+    shown = redact_url(url)
+    cap = url_capture(url, timeout)
     return FrameSource(
         _capture_reader(cap, f"stream {shown}", live=True), name=url, kind="url", live=True,
         fps=_fps(cap), queue_size=queue_size, close=cap.release,

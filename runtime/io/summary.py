@@ -39,6 +39,9 @@ class StreamSummary:
     stop_reason: str = END_OF_STREAM
     source_error: str | None = None
     interrupted: bool = False
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    """A live source's outages: ``start``/``end`` (wall clock), ``seconds``, ``frames_lost``, ``resumed_at_frame``."""
+    reconnects: int = 0
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,6 +76,9 @@ class StreamSummary:
         if self.delay_frames is not None:
             ms = "" if self.delay_ms is None else f" = {self.delay_ms:.0f} ms at the source fps"
             out.append(f"algorithmic delay: {self.delay_frames} frames{ms}")
+        if self.gaps:
+            out.append(f"outages: {len(self.gaps)} ({sum(g['seconds'] for g in self.gaps):.1f} s, "
+                       f"{sum(g['frames_lost'] for g in self.gaps)} frames lost), {self.reconnects} reconnects")
         if self.source_error:
             out.append(f"source ended early: {self.source_error}")
         return out + [f"note: {n}" for n in self.notes]
