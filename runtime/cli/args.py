@@ -128,3 +128,16 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 COMMANDS.register("bench", "Latency benchmark: naive vs cached streaming schedule, side by side.",
                   "esan.bench.latency:run", _bench_args)
+
+
+# -- build-plugin (handler and options: esan.runtime.cli.build_plugin) -----------------------------------
+def _build_plugin_args(p: argparse.ArgumentParser) -> None:
+    from esan.runtime.cli.build_plugin import add_args
+
+    add_args(p)
+
+
+COMMANDS.register(
+    "build-plugin", "Build the DCN kernel library (and TensorRT plugin) with CMake, where esan-rt finds it.",
+    "esan.runtime.cli.build_plugin:run", _build_plugin_args,
+)
