@@ -70,7 +70,7 @@ def test_factory_argument_errors(tmp_path):
         open_backend("ort")
     with pytest.raises(UserError, match="lookahead"):
         open_backend("ort", bundle_dir=tmp_path, lookahead=-1)
-    with pytest.raises(UserError, match="to_onnx.py") as exc:
+    with pytest.raises(UserError, match="esan-rt export") as exc:
         open_backend("ort", bundle_dir=tmp_path / "missing")
     one_line(exc)
     with pytest.raises(UserError, match="does not exist"):
@@ -120,14 +120,14 @@ def test_trt_without_tensorrt(tmp_path, monkeypatch):
 def test_trt_bundle_without_engines(tmp_path, fake_tensorrt):
     with pytest.raises(UserError, match="no TensorRT engines") as exc:
         open_backend("trt", bundle_dir=fake_bundle(tmp_path / "b"), device="cuda")
-    assert "to_trt.py" in one_line(exc)
+    assert "esan-rt export" in one_line(exc) and "--engines" in one_line(exc)
 
 
 def test_trt_version_mismatch(tmp_path, fake_tensorrt):
     with pytest.raises(UserError, match="10.9.0") as exc:
         open_backend("trt", bundle_dir=fake_bundle(tmp_path / "b", engines="10.9.0"), device="cuda")
     msg = one_line(exc)
-    assert "10.13.0" in msg and "to_trt.py" in msg
+    assert "10.13.0" in msg and "esan-rt export" in msg and "--engines" in msg
 
 
 def test_trt_without_cuda_python(tmp_path, fake_tensorrt, monkeypatch):

@@ -14,7 +14,7 @@ device-to-device copy; only the final map is copied to the host. Everything is e
 stream, so a recycled buffer is never overwritten before earlier work that reads it.
 
 Batch: engines of a dynamic-batch bundle have one optimisation profile over 1 .. ``max_batch`` streams
-(``export/to_trt.py --max-streams``); single-stream calls set batch 1, the ``*_batch`` stages
+(``esan-rt export --engines --max-streams``); single-stream calls set batch 1, the ``*_batch`` stages
 (``esan.runtime.backends.trt_batch``) gather the streams' device arrays into one batch, run the engine
 once per ``max_batch`` streams and scatter the outputs back into per-stream buffers. Engines of format 1
 bundles (static batch 1) run one stream per call.
@@ -163,7 +163,8 @@ class _Engine:
         with open(path, "rb") as fh:
             self.engine = runtime.deserialize_cuda_engine(fh.read())
         if self.engine is None:
-            raise UserError(f"TensorRT cannot deserialize engine {path} ({name}); rebuild it with export/to_trt.py")
+            raise UserError(f"TensorRT cannot deserialize engine {path} ({name}); rebuild it with "
+                            "`esan-rt export CKPT --engines --out DIR`")
         self.context = self.engine.create_execution_context()
         if self.context is None:  # TensorRT could not allocate the context's device memory
             raise UserError(

@@ -113,5 +113,5 @@ def _bundle_lookahead(bundle: str) -> int:
     from esan.runtime.core.bundle import load_bundle
 
     if not (Path(bundle) / "manifest.json").is_file():
-        raise UserError(f"{bundle} is not a bundle (no manifest.json); export one with export/to_onnx.py")
+        raise UserError(f"{bundle} is not a bundle (no manifest.json); export one with `esan-rt export CKPT --out DIR`")
     return load_bundle(bundle, verify_hashes=False).lookahead

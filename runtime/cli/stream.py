@@ -41,7 +41,8 @@ def resolve_bundle(
     if bundle is not None:
         path = Path(bundle)
         if not (path / "manifest.json").is_file():
-            raise UserError(f"{path} is not a bundle (no manifest.json); export one with export/to_onnx.py")
+            raise UserError(f"{path} is not a bundle (no manifest.json); export one with "
+                            "`esan-rt export CKPT --out DIR`")
         return path
     from esan.export.bundle_cache import ensure_bundle, ensure_engines
 
