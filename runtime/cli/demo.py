@@ -1,5 +1,8 @@
 """``esan-rt demo``: the shipped tiny model on a generated clip, on ONNX Runtime CPU, in seconds.
 
+It runs the shipped ONNX bundle of the tiny checkpoint (``DEMO_BUNDLE``), so the base install (no
+PyTorch) runs it.
+
 The clip plays as a simulated live camera (paced at its frame rate, oldest frames dropped if the
 pipeline falls behind), so the latency it prints is capture -> map, what a user of a camera gets.
 Writes ``sample.mp4`` (unless ``--source``), ``overlay.mp4``, ``maps/*.png``, ``report.json`` and
@@ -16,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from esan.runtime.core.assets import DEMO_CHECKPOINT
+from esan.runtime.core.assets import DEMO_BUNDLE, DEMO_CHECKPOINT
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_path, check_writable_dir
 from esan.runtime.io.outputs import OutputOptions, check_outputs
@@ -101,12 +104,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
     if args.lookahead < 0:
         raise UserError(f"--lookahead must be >= 0, got {args.lookahead}")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
-    if not checkpoint.is_file():
-        raise UserError(
-            f"the demo checkpoint {checkpoint} is not installed (it ships with the repository as "
-            "runtime/assets/demo_tiny.pt); reinstall esan-rt, or train one with `esan-train fit --setting synth`"
-        )
+    if args.checkpoint:  # exported to a cached bundle on first use (needs the train extra)
+        model, model_name = {"checkpoint": args.checkpoint}, Path(args.checkpoint).name
+    else:  # the shipped bundle: no PyTorch needed
+        if not (DEMO_BUNDLE / "manifest.json").is_file():
+            raise UserError(f"the demo bundle {DEMO_BUNDLE} is not installed; reinstall esan-rt")
+        model, model_name = {"bundle": str(DEMO_BUNDLE)}, DEMO_CHECKPOINT.name
     out = Path(args.out)
     try:
         check_writable_dir(out)
@@ -123,13 +126,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"generated sample clip {source_path} ({args.frames} frames, {SAMPLE_HW[1]}x{SAMPLE_HW[0]})")
     source = open_source(source=source_path, realtime=True)  # a simulated live camera
     try:
-        scheduler = open_scheduler("ort", checkpoint=str(checkpoint), device="cpu", lookahead=args.lookahead)
+        scheduler = open_scheduler("ort", device="cpu", lookahead=args.lookahead, **model)
     except BaseException:
         source.stop()
         raise
     meta = stream_meta(argparse.Namespace(realtime=True), source, scheduler)
     summary = execute([source], scheduler, opts, [meta], max_frames=args.frames if args.source else None)
-    print(f"esan-rt demo: {checkpoint.name} on ONNX Runtime CPU, lookahead {args.lookahead}")
+    print(f"esan-rt demo: {model_name} on ONNX Runtime CPU, lookahead {args.lookahead}")
     for line in summary.lines():
         print(f"  {line}")
     preview = write_preview(opts.video, out / "preview.png") if opts.video.is_file() else None
