@@ -4,6 +4,7 @@ runs it without PyTorch."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,26 @@ def test_demo_runs_the_shipped_bundle_without_torch(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["backend"] == "ort" and report["frames"] + report["dropped_frames"] == 12
     assert len(list((tmp_path / "o" / "maps").glob("*.png"))) == report["frames"] > 0
+
+
+def test_stream_default_model_runs_without_torch(tmp_path: Path) -> None:
+    """``esan-rt stream`` without --checkpoint/--bundle on ONNX Runtime uses the shipped bundle (no export)."""
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = sys.modules['onnx'] = None\n"
+        "from esan.runtime.cli import main\n"
+        f"sys.exit(main(['stream', '--source', {str(frames)!r}, '--backend', 'ort', '--threads', '1',"
+        f" '--save-maps', {str(tmp_path / 'maps')!r}]))\n"
+    )
+    env = {**os.environ, "ESAN_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(list((tmp_path / "maps").glob("*.npy"))) == 6
+    assert not (tmp_path / "cache").exists()  # nothing exported

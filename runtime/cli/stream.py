@@ -224,6 +224,10 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_backend(args.backend, args.device, bundle=args.bundle)  # resolves --backend/--device auto
     args.backend_choice = choice.record(args.backend, args.device)
     args.backend, args.device = choice.backend, choice.device
+    from esan.runtime.core.assets import DEMO_BUNDLE, DEMO_CHECKPOINT
+
+    if args.checkpoint == str(DEMO_CHECKPOINT) and args.backend == "ort" and args.precision in (None, "fp32"):
+        args.checkpoint, args.bundle = None, str(DEMO_BUNDLE)  # its shipped ONNX bundle: no PyTorch needed
     sources = open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime)
     try:
         scheduler = open_scheduler(args.backend, checkpoint=args.checkpoint, bundle=args.bundle,
