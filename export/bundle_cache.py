@@ -39,7 +39,7 @@ def export_bundle(checkpoint: Path, out: Path, lookahead: int, precision: str, d
     except ImportError as exc:
         raise UserError(
             f"exporting --checkpoint to ONNX needs PyTorch and onnx ({exc}; pip install 'esan-rt[train]'); or "
-            "pass --bundle DIR exported on another machine with export/to_onnx.py"
+            "pass --bundle DIR exported on another machine with `esan-rt export`"
         ) from None
 
     model = load(checkpoint)

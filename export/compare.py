@@ -33,7 +33,7 @@ def _trt_skip_reason(bundle: Bundle) -> str | None:
     if not gpu.ok:
         return f"no usable NVIDIA GPU: {gpu.message}"
     if bundle.engines is None:
-        return f"the bundle has no engines (python export/to_trt.py CKPT --out {bundle.root})"
+        return f"the bundle has no engines (esan-rt export CKPT --engines --out {bundle.root})"
     return None
 
 

@@ -3,7 +3,7 @@
     python export/to_onnx.py CKPT --out BUNDLE_DIR [--lookahead 8] [--dcn standard|plugin]
                              [--precision fp32|fp16] [--opset 19] [--no-verify]
 
-Also importable as ``esan.export.to_onnx`` (``main(argv)``).
+Also importable as ``esan.export.to_onnx`` (``main(argv)``); installed as ``esan-rt export CKPT --out DIR``.
 """
 
 from __future__ import annotations
@@ -37,21 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def export(args: argparse.Namespace) -> int:
+    """Write the bundle the parsed options describe (``UserError`` on bad input); also ``esan-rt export``."""
+    from esan.export.onnx_export import export_bundle
+
+    t0 = time.perf_counter()
+    out = export_bundle(
+        args.checkpoint, args.out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
+        opset=args.opset, verify=not args.no_verify, batch="dynamic" if args.batch == "dynamic" else 1,
+    )  # fmt: skip
+    print(f"bundle written to {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from esan.export.onnx_export import export_bundle
-
-        t0 = time.perf_counter()
-        out = export_bundle(
-            args.checkpoint, args.out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
-            opset=args.opset, verify=not args.no_verify, batch="dynamic" if args.batch == "dynamic" else 1,
-        )  # fmt: skip
+        return export(args)
     except UserError as exc:
         print(f"to_onnx.py: error: {exc}", file=sys.stderr)
         return 2
-    print(f"bundle written to {out} in {time.perf_counter() - t0:.1f} s")
-    return 0
 
 
 if __name__ == "__main__":

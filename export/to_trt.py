@@ -8,6 +8,7 @@ One engine per graph (``<graph>.plan``), recorded in the manifest's ``engines`` 
 version, GPU name and compute capability. Dynamic-batch bundles get one optimisation profile over
 1 .. ``--max-streams`` streams (recorded as ``engines.max_batch``). Without TensorRT or a GPU the ONNX bundle is still
 written; the script then exits with code 3 and one line saying what is missing.
+Installed as ``esan-rt export CKPT --engines`` (same options).
 """
 
 from __future__ import annotations
@@ -106,44 +107,52 @@ def build_engines(out: Path, args: argparse.Namespace, trt, gpu: GpuStatus) -> N
     write_manifest(out, manifest)
 
 
+def build(args: argparse.Namespace, prog: str = "to_trt.py") -> int:
+    """Export (or reuse) the ONNX bundle, then build its engines; also ``esan-rt export --engines``.
+
+    Returns 0, or ``EXIT_MISSING`` after one line on stderr when TensorRT or a GPU is missing;
+    raises ``UserError`` on bad input.
+    """
+    if args.max_streams < 1:
+        raise UserError(f"--max-streams must be >= 1, got {args.max_streams}")
+    from esan.export.trt_build import INSTALL_HINT, gpu_info, import_tensorrt
+    from esan.runtime.core.bundle import sha256_file
+
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise UserError(f"checkpoint {ckpt} does not exist")
+    out = Path(args.out) if args.out else ckpt.with_suffix(".bundle")
+    if _reusable(out, sha256_file(ckpt), args):
+        print(f"using the existing ONNX bundle {out}")
+    else:
+        from esan.export.onnx_export import export_bundle
+
+        export_bundle(ckpt, out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
+                      opset=args.opset)  # fmt: skip
+        print(f"ONNX bundle written to {out}")
+    trt = import_tensorrt()
+    if trt is None:
+        print(f"{prog}: TensorRT is not installed (import tensorrt failed): {INSTALL_HINT}; "
+              f"the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
+        return EXIT_MISSING
+    gpu = gpu_info()
+    if not gpu.ok:
+        print(f"{prog}: no usable NVIDIA GPU: {gpu.message} (TensorRT builds engines on the GPU that runs "
+              f"them); the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
+        return EXIT_MISSING
+    print(f"building TensorRT {trt.__version__} engines on {gpu.message}")
+    build_engines(out, args, trt, gpu)
+    print(f"engines written to {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_streams < 1:
-        print(f"to_trt.py: error: --max-streams must be >= 1, got {args.max_streams}", file=sys.stderr)
-        return 2
     try:
-        from esan.export.trt_build import INSTALL_HINT, gpu_info, import_tensorrt
-        from esan.runtime.core.bundle import sha256_file
-
-        ckpt = Path(args.checkpoint)
-        if not ckpt.is_file():
-            raise UserError(f"checkpoint {ckpt} does not exist")
-        out = Path(args.out) if args.out else ckpt.with_suffix(".bundle")
-        if _reusable(out, sha256_file(ckpt), args):
-            print(f"using the existing ONNX bundle {out}")
-        else:
-            from esan.export.onnx_export import export_bundle
-
-            export_bundle(ckpt, out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
-                          opset=args.opset)  # fmt: skip
-            print(f"ONNX bundle written to {out}")
-        trt = import_tensorrt()
-        if trt is None:
-            print(f"to_trt.py: TensorRT is not installed (import tensorrt failed): {INSTALL_HINT}; "
-                  f"the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
-            return EXIT_MISSING
-        gpu = gpu_info()
-        if not gpu.ok:
-            print(f"to_trt.py: no usable NVIDIA GPU: {gpu.message} (TensorRT builds engines on the GPU that runs "
-                  f"them); the ONNX bundle is ready in {out}", file=sys.stderr)  # fmt: skip
-            return EXIT_MISSING
-        print(f"building TensorRT {trt.__version__} engines on {gpu.message}")
-        build_engines(out, args, trt, gpu)
+        return build(args)
     except UserError as exc:
         print(f"to_trt.py: error: {exc}", file=sys.stderr)
         return 2
-    print(f"engines written to {out}")
-    return 0
 
 
 if __name__ == "__main__":

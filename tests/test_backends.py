@@ -1,11 +1,10 @@
-"""Backend factory errors, TensorRT backend checks that run without TensorRT, fp16, and a soak run."""
+"""Backend factory errors, TensorRT backend checks that run without TensorRT, fp16, and a memory soak run."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -70,7 +69,7 @@ def test_factory_argument_errors(tmp_path):
         open_backend("ort")
     with pytest.raises(UserError, match="lookahead"):
         open_backend("ort", bundle_dir=fake_bundle(tmp_path / "neg"), lookahead=-1)
-    with pytest.raises(UserError, match="to_onnx.py") as exc:
+    with pytest.raises(UserError, match="esan-rt export") as exc:
         open_backend("ort", bundle_dir=tmp_path / "missing")
     one_line(exc)
     with pytest.raises(UserError, match="does not exist"):
@@ -120,14 +119,14 @@ def test_trt_without_tensorrt(tmp_path, monkeypatch):
 def test_trt_bundle_without_engines(tmp_path, fake_tensorrt):
     with pytest.raises(UserError, match="no TensorRT engines") as exc:
         open_backend("trt", bundle_dir=fake_bundle(tmp_path / "b"), device="cuda")
-    assert "to_trt.py" in one_line(exc)
+    assert "esan-rt export" in one_line(exc) and "--engines" in one_line(exc)
 
 
 def test_trt_version_mismatch(tmp_path, fake_tensorrt):
     with pytest.raises(UserError, match="10.9.0") as exc:
         open_backend("trt", bundle_dir=fake_bundle(tmp_path / "b", engines="10.9.0"), device="cuda")
     msg = one_line(exc)
-    assert "10.13.0" in msg and "to_trt.py" in msg
+    assert "10.13.0" in msg and "esan-rt export" in msg and "--engines" in msg
 
 
 def test_trt_without_cuda_python(tmp_path, fake_tensorrt, monkeypatch):
@@ -183,29 +182,28 @@ def rss_mb() -> float:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux) for RSS")
-def test_soak_memory_flat_no_latency_drift(request):
+def test_soak_memory_flat(request):
+    """2000 frames through one stream: every map comes out and resident memory stays flat after warm-up.
+
+    Latency drift is timing, measured by ``benchmarks/soak_multistream.py``, not asserted here.
+    """
     try:
         backend = request.getfixturevalue("ort_backend")
     except pytest.skip.Exception:
         backend = request.getfixturevalue("torch_backend")
     proc = StreamProcessor(backend, 2)
     frames = make_clip(16, (50, 120), seed=7)
-    latency, emitted, rss = [], 0, {}
+    emitted, rss = 0, {}
     for k in range(2000):
-        t0 = time.perf_counter()
-        out = proc.push(frames[k % len(frames)], payload=k)
-        latency.append(time.perf_counter() - t0)
-        emitted += len(out)
+        emitted += len(proc.push(frames[k % len(frames)], payload=k))
         if k + 1 in (200, 2000):
             rss[k + 1] = rss_mb()
     emitted += len(proc.finish())
     assert emitted == 2000
     growth = rss[2000] - rss[200]
-    first, last = np.median(latency[100:400]) * 1e3, np.median(latency[-300:]) * 1e3
     print(f"soak {backend.name}: RSS {rss[200]:.1f} -> {rss[2000]:.1f} MB (+{growth:.1f})")
-    print(f"soak {backend.name}: median push {first:.2f} ms (frames 100-400) -> {last:.2f} ms (last 300)")
-    assert growth < 30, f"resident memory grew by {growth:.1f} MB between frames 200 and 2000"
-    assert last / first < 1.5, f"latency drift: median push {first:.2f} ms -> {last:.2f} ms"
+    # generous (allocator noise is a few MB); keeping one float32 copy of each frame (72 KB) would add 130 MB
+    assert growth < 64, f"resident memory grew by {growth:.1f} MB between frames 200 and 2000"
 
 
 # -- TensorRT backend plumbing, with TensorRT and CUDA simulated on the CPU (tests/trt_fakes.py) ----------

@@ -62,7 +62,7 @@ def test_valid_bundle_loads(tmp_path):
 def test_missing_file_says_how_to_rebuild(tmp_path):
     root = make_bundle(tmp_path / "b")
     (root / "aligner.onnx").unlink()
-    rebuild = r"python export/to_onnx\.py CKPT --out .* --lookahead"
+    rebuild = r"esan-rt export CKPT --out .* --lookahead"
     with pytest.raises(UserError, match=r"aligner\.onnx is missing.*" + rebuild):
         load_bundle(root)
 
@@ -154,7 +154,7 @@ def test_plugin_bundle_refused_on_ort(tmp_path):
 
 def test_trt_needs_matching_engines(tmp_path):
     b = load_bundle(make_bundle(tmp_path / "b"))
-    with pytest.raises(UserError, match=r"python export/to_trt\.py /ckpts/tiny\.pt"):
+    with pytest.raises(UserError, match=r"esan-rt export /ckpts/tiny\.pt --engines"):
         check_compatible(b, "trt", 2)
     with pytest.raises(UserError, match="no TensorRT engines"):
         b.engine_path("encoder")

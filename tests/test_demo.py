@@ -53,10 +53,11 @@ def test_demo_writes_everything(tmp_path: Path, tiny_checkpoint: Path, capsys: p
     assert preview.shape == (2 * demo.SAMPLE_HW[0], 2 * demo.SAMPLE_HW[1], 3)
 
 
-def test_demo_without_shipped_checkpoint_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(demo, "DEMO_CHECKPOINT", tmp_path / "missing" / "demo_tiny.pt")
+def test_demo_without_shipped_bundle_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(demo, "DEMO_BUNDLE", tmp_path / "missing" / "demo_tiny_L8")
     assert main(["demo", "--out", str(tmp_path / "o")]) == 2
-    assert "demo checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "demo bundle" in err and "reinstall esan-rt" in err
 
 
 def test_demo_on_a_given_source(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:

@@ -18,9 +18,8 @@ import torch
 from official_trees import HOLLYWOOD, UCF, dhf1k_tree, frame_folder_tree
 from test_convert_official import authors_state_dict
 
-import esan.train.cli_args  # noqa: F401  (registers the subcommands)
+from esan.train.cli import COMMANDS
 from esan.train.cli import main as esan_train
-from esan.train.commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"widths": (8, 16, 24, 16, 16), "g": 2, "hidden": 12}

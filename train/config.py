@@ -92,3 +92,20 @@ class ESANConfig:
     @classmethod
     def from_json(cls, text: str) -> ESANConfig:
         return cls.from_dict(json.loads(text))
+
+
+def parse_lookahead(text: str | int | None) -> int | None:
+    """``--lookahead``: an integer >= 0, or ``none`` for the whole video (handlers call this, so a bad
+    value is one clear error line)."""
+    if text is None or isinstance(text, int):
+        value = text
+    elif text.lower() in ("none", "full", "all"):
+        return None
+    else:
+        try:
+            value = int(text)
+        except ValueError:
+            raise UserError(f"--lookahead must be an integer >= 0 or 'none', got {text!r}") from None
+    if value is not None and value < 0:
+        raise UserError(f"--lookahead must be >= 0, got {value}")
+    return value

@@ -149,7 +149,7 @@ def format_row(summary: dict) -> str:
 def main(args) -> int:
     """``esan-train eval`` handler."""
     from esan.train import checkpoint
-    from esan.train.fit_args import parse_lookahead
+    from esan.train.config import parse_lookahead
     from esan.train.predict import resolve_device
 
     args.lookahead = parse_lookahead(args.lookahead)

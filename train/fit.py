@@ -308,7 +308,7 @@ def main(args) -> int:
     )
     nproc = getattr(args, "nproc", 1)
     if nproc != 1 and "LOCAL_RANK" not in os.environ:
-        from esan.train.fit_args import _fit_args
+        from esan.train.commands.fit import add_args as fit_args
 
         if nproc < 1 or opts.batch_size % nproc:
             raise UserError(f"--nproc must be >= 1 and divide --batch-size {opts.batch_size} (the clips per step "
@@ -317,7 +317,7 @@ def main(args) -> int:
         _val_subset(opts)
         if opts.backbone_weights == backbone.IMAGENET and not opts.resume:  # download once, before the launch
             backbone.imagenet_for(opts.config or ESANConfig.preset(opts.preset))
-        return distributed.launch(nproc, ["fit", *distributed.argv_of(args, _fit_args, skip=("nproc",))])
+        return distributed.launch(nproc, ["fit", *distributed.argv_of(args, fit_args, skip=("nproc",))])
     result = train(opts)
     if distributed.from_env().main:
         val = ", ".join(f"{k} {v:.3f}" for k, v in result["val"].items())

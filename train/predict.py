@@ -195,8 +195,8 @@ def main(args) -> int:
     """
     from esan.runtime.core.fsutil import check_writable_dir
     from esan.train import checkpoint
+    from esan.train.config import parse_lookahead
     from esan.train.errors import UserError
-    from esan.train.fit_args import parse_lookahead
 
     lookahead = parse_lookahead(args.lookahead)
     device = resolve_device(args.device)

@@ -72,7 +72,7 @@ def open_backend(
         return TorchBackend(checkpoint, device=device, precision=precision or "fp32", threads=threads)
 
     if bundle_dir is None:
-        hint = "export one with `python export/to_onnx.py CKPT --out DIR --lookahead L`"
+        hint = "export one with `esan-rt export CKPT --out DIR --lookahead L`"
         raise UserError(f"the {k} backend needs a bundle directory (--bundle DIR); {hint}")
     from esan.runtime.core.bundle import Bundle, load_bundle, rebuild_command
 

@@ -1,7 +1,8 @@
 """Find and call the ESAN deformable-convolution libraries (numpy + ctypes; never imports torch).
 
-Libraries come from ``plugins/`` (``cmake -S plugins -B build``): ``esan_dcn_kernels`` (host reference and
-CUDA launcher, C ABI) and ``esan_dcn_plugin`` (the TensorRT IPluginV3 plugin named in ``plugin_spec``).
+Libraries come from ``plugins/`` (``esan-rt build-plugin``, or ``cmake -S plugins -B build`` in a checkout):
+``esan_dcn_kernels`` (host reference and CUDA launcher, C ABI) and ``esan_dcn_plugin`` (the TensorRT IPluginV3
+plugin named in ``plugin_spec``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ import numpy as np
 from esan.runtime.core import plugin_spec
 
 ENV_PLUGIN_DIR = "ESAN_PLUGIN_DIR"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository root in a checkout (``runtime/`` sits under it), the ``esan`` folder in an installed wheel;
+# the plugin sources are ``plugins/`` under it in both.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_SOURCES = SOURCE_ROOT / "plugins"
 BUILD_HINT = (
-    "build it with `cmake -S plugins -B build [-DTENSORRT_ROOT=/path/to/TensorRT] && cmake --build build -j2` "
-    f"from the repository root ({REPO_ROOT}), or set {ENV_PLUGIN_DIR} to the folder holding the libraries"
+    "build it with `esan-rt build-plugin [--tensorrt-root /path/to/TensorRT]` (into "
+    f"{Path('~/.cache/esan-rt/plugins')}), or in a checkout with `cmake -S plugins -B build "
+    "[-DTENSORRT_ROOT=/path/to/TensorRT] && cmake --build build -j2` from the repository root; "
+    f"or set {ENV_PLUGIN_DIR} to the folder holding the libraries"
 )
+
 
 FLOAT32 = 0
 FLOAT16 = 1
@@ -64,14 +71,23 @@ def library_filename(basename: str) -> str:
     return f"lib{basename}.so"
 
 
+def user_plugin_dir() -> Path:
+    """Per-user folder ``esan-rt build-plugin`` builds into: ``~/.cache/esan-rt/plugins``."""
+    return Path.home() / ".cache" / "esan-rt" / "plugins"
+
+
+def checkout_build_dirs() -> list[Path]:
+    """``build/`` (and ``build/lib``) at the repository root of a source checkout; none in an installed wheel."""
+    if not (SOURCE_ROOT / "pyproject.toml").is_file():
+        return []
+    return [SOURCE_ROOT / "build", SOURCE_ROOT / "build" / "lib"]
+
+
 def search_dirs() -> list[Path]:
-    """Folders searched for the libraries: ``$ESAN_PLUGIN_DIR``, then ``build/`` under the repository root."""
-    dirs: list[Path] = []
+    """Folders searched for the libraries, in order: ``$ESAN_PLUGIN_DIR``, ``build/`` at the root of a source
+    checkout (``cmake -S plugins -B build``), then the per-user folder of ``esan-rt build-plugin``."""
     env = os.environ.get(ENV_PLUGIN_DIR)
-    if env:
-        dirs.append(Path(env))
-    dirs += [REPO_ROOT / "build", REPO_ROOT / "build" / "lib"]
-    return dirs
+    return [*([Path(env)] if env else []), *checkout_build_dirs(), user_plugin_dir()]
 
 
 def find_library(basename: str) -> Path:

@@ -56,7 +56,8 @@ def tensorrt_status(bundle: Any = None) -> tuple[bool, str]:
         from esan.runtime.core.bundle import check_compatible
 
         if bundle.engines is None:
-            return False, f"{found}, but bundle {bundle.root} has no TensorRT engines (export/to_trt.py builds them)"
+            return False, (f"{found}, but bundle {bundle.root} has no TensorRT engines "
+                           "(`esan-rt export CKPT --engines` builds them)")
         try:
             check_compatible(bundle, "trt", None, tensorrt_version=str(trt.__version__),
                              compute_capability=gpu.compute_capability)  # fmt: skip

@@ -12,7 +12,7 @@ is a device-to-device copy; only the final maps are copied to the host. Everythi
 stream, so a recycled buffer is never overwritten before earlier work that reads it.
 
 Stages (``esan.runtime.backends.trt_batch``): engines of a dynamic-batch bundle have one optimisation
-profile over 1 .. ``max_batch`` streams (``export/to_trt.py --max-streams``); each stage gathers the
+profile over 1 .. ``max_batch`` streams (``esan-rt export --engines --max-streams``); each stage gathers the
 streams' device arrays into one batch, runs the engine once per ``max_batch`` streams and scatters the
 outputs back into per-stream buffers. Engines of format 1 bundles (static batch 1) run one stream per call.
 """
@@ -153,7 +153,8 @@ class _Engine:
         with open(path, "rb") as fh:
             self.engine = runtime.deserialize_cuda_engine(fh.read())
         if self.engine is None:
-            raise UserError(f"TensorRT cannot deserialize engine {path} ({name}); rebuild it with export/to_trt.py")
+            raise UserError(f"TensorRT cannot deserialize engine {path} ({name}); rebuild it with "
+                            "`esan-rt export CKPT --engines --out DIR`")
         self.context = self.engine.create_execution_context()
         if self.context is None:  # TensorRT could not allocate the context's device memory
             raise UserError(

@@ -30,7 +30,7 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
     model.add_argument("--checkpoint", metavar="CKPT",
                        help="esan-rt checkpoint (.pt); ort/trt export it to a cached bundle on first use "
                             "(default: the bundled tiny demo model, trained on synthetic data)")
-    model.add_argument("--bundle", metavar="DIR", help="exported bundle directory (export/to_onnx.py)")
+    model.add_argument("--bundle", metavar="DIR", help="exported bundle directory (esan-rt export)")
     p.add_argument("--backend", choices=(AUTO, *KINDS), default="auto",
                    help="inference backend (default: auto = TensorRT with a GPU, else ONNX Runtime on CUDA, "
                         "else ONNX Runtime on the CPU; the choice and why are printed and reported)")
@@ -122,7 +122,7 @@ COMMANDS.register("serve", "Serve the model on NVIDIA Triton Inference Server (s
 
 # -- compare (handler: esan.export.compare; needs torch (train extra) and Polygraphy) ----------------
 def _compare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (export/to_onnx.py)")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (esan-rt export)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint the bundle was exported from")
     p.add_argument("--backends", default="ort,trt", help="comma-separated backends: ort, trt (default: ort,trt)")
 
@@ -140,3 +140,29 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 COMMANDS.register("bench", "Latency benchmark: naive vs cached streaming schedule, side by side.",
                   "esan.bench.latency:run", _bench_args)
+
+
+# -- build-plugin (handler and options: esan.runtime.cli.build_plugin) -----------------------------------
+def _build_plugin_args(p: argparse.ArgumentParser) -> None:
+    from esan.runtime.cli.build_plugin import add_args
+
+    add_args(p)
+
+
+COMMANDS.register(
+    "build-plugin", "Build the DCN kernel library (and TensorRT plugin) with CMake, where esan-rt finds it.",
+    "esan.runtime.cli.build_plugin:run", _build_plugin_args,
+)
+
+
+# -- export (handler and options: esan.export.command; running it needs the train extra) ------------------
+def _export_args(p: argparse.ArgumentParser) -> None:
+    from esan.export.command import add_args
+
+    add_args(p)
+
+
+COMMANDS.register(
+    "export", "Export a checkpoint to an ONNX bundle; with --engines also TensorRT engines (needs the train extra).",
+    "esan.export.command:run", _export_args,
+)

@@ -3,5 +3,10 @@
 from __future__ import annotations
 
 from esan.runtime.core.clikit import CommandSet
+from esan.runtime.core.version import package_version
 
-COMMANDS = CommandSet("esan-rt", "ESAN-RT streaming video saliency: demo, stream, compare, bench.")
+COMMANDS = CommandSet(
+    "esan-rt",
+    "ESAN-RT streaming video saliency: demo, stream, serve, export, build-plugin, compare, bench.",
+    version=package_version(),
+)

@@ -1,5 +1,8 @@
 """``esan-rt demo``: the shipped tiny model on a generated clip, on ONNX Runtime CPU, in seconds.
 
+It runs the shipped ONNX bundle of the tiny checkpoint (``DEMO_BUNDLE``), so the base install (no
+PyTorch) runs it.
+
 The clip plays as a simulated live camera (paced at its frame rate, oldest frames dropped if the
 pipeline falls behind), so the latency it prints is capture -> map, what a user of a camera gets.
 Writes ``sample.mp4`` (unless ``--source``), ``overlay.mp4``, ``maps/*.png``, ``report.json`` and
@@ -16,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from esan.runtime.core.assets import DEMO_CHECKPOINT
+from esan.runtime.core.assets import DEMO_BUNDLE, DEMO_CHECKPOINT
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_path, check_writable_dir
 from esan.runtime.io.outputs import OutputOptions, check_outputs
@@ -100,13 +103,14 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT
-    if not args.checkpoint and not checkpoint.is_file():
-        raise UserError(
-            f"the demo checkpoint {checkpoint} is not installed (it ships with the repository as "
-            "runtime/assets/demo_tiny.pt); reinstall esan-rt, or train one with `esan-train fit --setting synth`"
-        )
-    plan = rt.prepare(checkpoint, backend="ort", device="cpu", lookahead=args.lookahead)
+    if args.checkpoint:  # exported to a cached bundle on first use (needs the train extra)
+        model, model_name = {"checkpoint": args.checkpoint}, Path(args.checkpoint).name
+    else:  # the shipped bundle: no PyTorch needed
+        if not (DEMO_BUNDLE / "manifest.json").is_file():
+            raise UserError(f"the demo bundle {DEMO_BUNDLE} is not installed; reinstall esan-rt")
+        model, model_name = {"bundle": str(DEMO_BUNDLE)}, DEMO_CHECKPOINT.name
+    plan = rt.prepare(model.get("checkpoint"), bundle=model.get("bundle"), backend="ort", device="cpu",
+                      lookahead=args.lookahead)
     out = Path(args.out)
     try:
         check_writable_dir(out)
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     meta = stream_meta(argparse.Namespace(realtime=True), source, scheduler)
     summary = execute([source], scheduler, opts, [meta], max_frames=args.frames if args.source else None)
-    print(f"esan-rt demo: {checkpoint.name} on ONNX Runtime CPU, lookahead {args.lookahead}")
+    print(f"esan-rt demo: {model_name} on ONNX Runtime CPU, lookahead {args.lookahead}")
     for line in summary.lines():
         print(f"  {line}")
     preview = write_preview(opts.video, out / "preview.png") if opts.video.is_file() else None

@@ -131,13 +131,13 @@ def rebuild_command(bundle_or_dir: Bundle | str | Path, lookahead: int | str = "
         ckpt = bundle_or_dir.source_checkpoint.get("path") or ckpt
         extra = {"precision": bundle_or_dir.precision, "dcn": bundle_or_dir.dcn, **extra}
     opts = "".join(f" --{k} {v}" for k, v in extra.items())
-    return f"`python export/to_onnx.py {ckpt} --out {root} --lookahead {lookahead}{opts}`"
+    return f"`esan-rt export {ckpt} --out {root} --lookahead {lookahead}{opts}`"
 
 
 def to_trt_command(bundle: Bundle) -> str:
     ckpt = bundle.source_checkpoint.get("path") or "CKPT"
     return (
-        f"`python export/to_trt.py {ckpt} --out {bundle.root} --lookahead {bundle.lookahead} "
+        f"`esan-rt export {ckpt} --engines --out {bundle.root} --lookahead {bundle.lookahead} "
         f"--precision {bundle.precision} --dcn {bundle.dcn}`"
     )
 
@@ -280,7 +280,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     raw_eng = man.get("engines")
     if raw_eng:
         files = {}
-        hint = "rebuild the engines with `python export/to_trt.py CKPT --out DIR`"
+        hint = "rebuild the engines with `esan-rt export CKPT --engines --out DIR`"
         if not isinstance(raw_eng, dict) or not isinstance(raw_eng.get("files") or {}, dict):
             raise UserError(f"bundle {root}: engines must map graph names to their files; {hint}")
         try:

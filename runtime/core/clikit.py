@@ -23,6 +23,7 @@ class CommandSet:
     prog: str
     description: str
     commands: dict[str, tuple[str, str, AddArgs]] = field(default_factory=dict)
+    version: str | None = None  # ``--version`` prints ``<prog> <version>`` when set
 
     def register(self, name: str, help_text: str, handler: str, add_args: AddArgs) -> None:
         """Add a subcommand; ``handler`` is ``"module:function"`` taking the parsed namespace."""
@@ -30,6 +31,8 @@ class CommandSet:
 
     def build_parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        if self.version is not None:
+            parser.add_argument("--version", action="version", version=f"{self.prog} {self.version}")
         sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
         for name, (help_text, _, add_args) in self.commands.items():
             add_args(sub.add_parser(name, help=help_text, description=help_text))

@@ -1,13 +1,15 @@
-"""Arguments of ``esan-train prepare`` (torch-free; the handler is ``esan.train.prepare:main``)."""
+"""``esan-train prepare``: options; the work is ``esan.train.prepare``."""
 
 from __future__ import annotations
 
 import argparse
 
+NAME = "prepare"
 HELP = "turn an official DHF1K / Hollywood-2 / UCF-Sports download into the training layout"
+HANDLER = "esan.train.prepare:main"  # imported when the command runs
 
 
-def add_prepare_args(p: argparse.ArgumentParser) -> None:
+def add_args(p: argparse.ArgumentParser) -> None:
     # the dataset name is checked by the handler, so a bad value is one clear error line
     p.add_argument("dataset", help="dhf1k, hollywood2 or ucf")
     p.add_argument("--src", required=True,

@@ -1,8 +1,8 @@
 """Soak: N streams x F frames through the multi-stream pipeline; flat memory, no latency drift, nothing lost.
 
-Run by hand (not collected by pytest; minutes on 2 CPU cores)::
+A benchmark run by hand (minutes on 2 CPU cores; timing is judged here, never in tests)::
 
-    OMP_NUM_THREADS=1 python tests/soak_multistream.py --streams 8 --frames 2000 --out soak.json
+    OMP_NUM_THREADS=1 python benchmarks/soak_multistream.py --streams 8 --frames 2000 --out soak.json
 
 Streams are in-memory "files" (every frame must come out) of different frame sizes, each writing
 ``.npy`` maps and an overlay video into a temporary folder, on the shipped tiny model with ONNX
