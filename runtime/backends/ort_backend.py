@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from esan.runtime.backends.ort_sessions import SessionSet
 from esan.runtime.core.backend_api import (
     REFERENCE_INPUTS,
     WINDOW_INPUTS,
@@ -133,17 +134,10 @@ class OrtBackend(Backend):
             check_compatible(bundle, "ort", lookahead)
         self.bundle = bundle
         providers = providers or providers_for(device, bundle, plugin_lib)
-        so = session_options(threads)
-        self.sessions: dict[str, ort.InferenceSession] = {}
-        for name, spec in bundle.graphs.items():
-            try:
-                self.sessions[name] = ort.InferenceSession(str(spec.file), so, providers=providers)
-            except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                raise UserError(
-                    f"ONNX Runtime cannot load graph {name} of bundle {bundle.root}: {first}; "
-                    f"re-export it with {rebuild_command(bundle, bundle.lookahead)}"
-                ) from exc
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        self.session_set = SessionSet(bundle, lambda: session_options(threads),
+                                      lambda g, so: self._open_session(bundle, g, so, providers),
+                                      specialise=names == ["CPUExecutionProvider"])  # fmt: skip
         # per graph: input name -> numpy dtype, and output names in manifest order
         self._in_dtypes = {g: {t.name: np.dtype(t.dtype) for t in s.inputs} for g, s in bundle.graphs.items()}
         self._out_names = {g: [t.name for t in s.outputs] for g, s in bundle.graphs.items()}
@@ -155,14 +149,30 @@ class OrtBackend(Backend):
             BackendConfig.from_bundle(bundle, providers=self.providers), device=device, precision=bundle.precision
         )
 
+    @staticmethod
+    def _open_session(bundle: Bundle, name: str, so: ort.SessionOptions, providers: list[Any]) -> Any:
+        try:
+            return ort.InferenceSession(str(bundle.graphs[name].file), so, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"ONNX Runtime cannot load graph {name} of bundle {bundle.root}: {first}; "
+                f"re-export it with {rebuild_command(bundle, bundle.lookahead)}"
+            ) from exc
+
+    @property
+    def sessions(self) -> dict[str, Any]:
+        """The single-stream session of every graph (``esan.runtime.backends.ort_sessions``)."""
+        return self.session_set.single
+
     @property
     def providers(self) -> list[str]:
         return self.sessions["encoder"].get_providers() if self.sessions else []
 
-    def _run(self, graph: str, feeds: dict[str, Array]) -> list[np.ndarray]:
+    def _run(self, graph: str, feeds: dict[str, Array], streams: int = 1) -> list[np.ndarray]:
         dtypes = self._in_dtypes[graph]
         cast = {k: v if v.dtype == dtypes[k] else v.astype(dtypes[k]) for k, v in feeds.items()}
-        return self.sessions[graph].run(self._out_names[graph], cast)
+        return self.session_set.for_batch(graph, streams).run(self._out_names[graph], cast)
 
     def _named(self, graph: str, feeds: dict[str, Array]) -> dict[str, np.ndarray]:
         return dict(zip(self._out_names[graph], self._run(graph, feeds), strict=True))
@@ -201,7 +211,7 @@ class OrtBackend(Backend):
     def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
         if not self.batched or len(frames) == 1:
             return super().encode_batch(frames, valid)
-        outs = self._run("encoder", {"frame": frames, "valid": valid})
+        outs = self._run("encoder", {"frame": frames, "valid": valid}, len(frames))
         return [dict(zip(self._out_names["encoder"], row, strict=True)) for row in self._split(outs, len(frames))]
 
     def align_batch(self, windows: Sequence[Sequence[Entry]], refs: Sequence[Entry]) -> list[tuple[Array, Array]]:
@@ -209,7 +219,7 @@ class OrtBackend(Backend):
             return super().align_batch(windows, refs)
         feeds = {name: np.concatenate([e[key] for w in windows for e in w]) for name, key in WINDOW_INPUTS.items()}
         feeds.update({name: np.concatenate([r[name] for r in refs]) for name in REFERENCE_INPUTS})
-        xf, xb = self._run("aligner", feeds)
+        xf, xb = self._run("aligner", feeds, len(windows))
         return [(a, b) for a, b in self._split([xf, xb], len(windows))]
 
     def step_batch(self, direction: str, xs: Sequence[Array], hs: Sequence[Array], cs: Sequence[Array]) -> list[State]:
@@ -217,7 +227,7 @@ class OrtBackend(Backend):
         if not self.batched or len(xs) == 1:
             return super().step_batch(direction, xs, hs, cs)
         feeds = {"x": np.concatenate(xs), "h": np.concatenate(hs), "c": np.concatenate(cs)}
-        h, c = self._run(f"cell_{direction}", feeds)
+        h, c = self._run(f"cell_{direction}", feeds, len(xs))
         return [(a, b) for a, b in self._split([h, c], len(xs))]
 
     def backward_window_batch(self, xss: Sequence[Sequence[Array]]) -> list[Array] | None:
@@ -225,15 +235,15 @@ class OrtBackend(Backend):
             return super().backward_window_batch(xss)
         if any(len(xs) != self.bundle.lookahead + 1 for xs in xss):
             return None
-        (hb,) = self._run("bwd_window", {"xs": np.concatenate([x for xs in xss for x in xs])})
+        (hb,) = self._run("bwd_window", {"xs": np.concatenate([x for xs in xss for x in xs])}, len(xss))
         return [row[0] for row in self._split([hb], len(xss))]
 
     def decode_batch(self, hfs: Sequence[Array], hbs: Sequence[Array]) -> list[np.ndarray]:
         if not self.batched or len(hfs) == 1:
             return super().decode_batch(hfs, hbs)
-        (maps,) = self._run("decoder", {"hf": np.concatenate(hfs), "hb": np.concatenate(hbs)})
+        (maps,) = self._run("decoder", {"hf": np.concatenate(hfs), "hb": np.concatenate(hbs)}, len(hfs))
         return [np.ascontiguousarray(m[0], dtype=np.float32) for m in maps]
 
     def close(self) -> None:
-        self.sessions = {}
+        self.session_set.close()
         super().close()
