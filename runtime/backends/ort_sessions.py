@@ -1,9 +1,11 @@
 """ONNX Runtime sessions of one bundle, chosen by the number of streams in a call.
 
-A dynamic-batch bundle (manifest ``"batch": "dynamic"``) serves any number of streams, but ONNX Runtime plans
-a graph with a symbolic batch axis less well than one with fixed shapes: on the CPU the paper preset's
-``bwd_window`` runs ~10 % slower with the batch axis left free than with it fixed to one stream (the same
-weights, bit-identical outputs; ``benchmarks/results/cached_vs_naive_paper_ort_cpu.json``). So, per graph:
+A dynamic-batch bundle (manifest ``"batch": "dynamic"``) serves any number of streams, but ONNX Runtime
+optimises a graph less with its batch axis left free: in ``bwd_window`` the backward cell starts from a zero
+state whose shape then depends on the batch, so the first step's recurrent convolution (``W_h * 0``) is no
+longer constant-folded. With the batch fixed the graph runs L instead of L + 1 recurrent convolutions (ORT's
+profiler: 8 instead of 9 ``Conv`` nodes at L = 8, ~10 % of the graph's time on the paper preset; outputs
+bit-identical; ``benchmarks/results/ort_fixed_batch_sessions.json``). So, per graph:
 
 * a **single-stream** session whose batch axis is fixed to 1 through ONNX Runtime's free-dimension overrides
   (``"batch"`` -> 1, ``"K*batch"`` -> K), used for every call with one stream; opened when the backend opens
