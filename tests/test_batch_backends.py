@@ -41,9 +41,14 @@ class CountingSession:
 
 
 def counted(backend) -> list:
+    """Wrap every session of ``backend`` (its single-stream and its dynamic ones) in a ``CountingSession``."""
     log: list = []
+    sessions = backend.session_set
+    sessions.open_all()
     for g, spec in backend.bundle.graphs.items():
-        backend.sessions[g] = CountingSession(backend.sessions[g], spec, log)
+        for table in (sessions.single, sessions.dynamic):
+            if not isinstance(table[g], CountingSession):
+                table[g] = CountingSession(table[g], spec, log)
     return log
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from esan.runtime.backends.ort_sessions import SessionSet
 from esan.runtime.core.backend_api import (
     REFERENCE_INPUTS,
     WINDOW_INPUTS,
@@ -135,17 +136,10 @@ class OrtBackend(Backend):
             check_compatible(bundle, "ort", lookahead)
         self.bundle = bundle
         providers = providers or providers_for(device, bundle, plugin_lib)
-        so = session_options(threads)
-        self.sessions: dict[str, ort.InferenceSession] = {}
-        for name, spec in bundle.graphs.items():
-            try:
-                self.sessions[name] = ort.InferenceSession(str(spec.file), so, providers=providers)
-            except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                raise UserError(
-                    f"ONNX Runtime cannot load graph {name} of bundle {bundle.root}: {first}; "
-                    f"re-export it with {rebuild_command(bundle, bundle.lookahead)}"
-                ) from exc
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        self.session_set = SessionSet(bundle, lambda: session_options(threads),
+                                      lambda g, so: self._open_session(bundle, g, so, providers),
+                                      specialise=names == ["CPUExecutionProvider"])  # fmt: skip
         # per graph: input name -> numpy dtype, and output names in manifest order
         self._in_dtypes = {g: {t.name: np.dtype(t.dtype) for t in s.inputs} for g, s in bundle.graphs.items()}
         self._out_names = {g: [t.name for t in s.outputs] for g, s in bundle.graphs.items()}
@@ -157,14 +151,30 @@ class OrtBackend(Backend):
             BackendConfig.from_bundle(bundle, providers=self.providers), device=device, precision=bundle.precision
         )
 
+    @staticmethod
+    def _open_session(bundle: Bundle, name: str, so: ort.SessionOptions, providers: list[Any]) -> Any:
+        try:
+            return ort.InferenceSession(str(bundle.graphs[name].file), so, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"ONNX Runtime cannot load graph {name} of bundle {bundle.root}: {first}; "
+                f"re-export it with {rebuild_command(bundle, bundle.lookahead)}"
+            ) from exc
+
+    @property
+    def sessions(self) -> dict[str, Any]:
+        """The single-stream session of every graph (``esan.runtime.backends.ort_sessions``)."""
+        return self.session_set.single
+
     @property
     def providers(self) -> list[str]:
         return self.sessions["encoder"].get_providers() if self.sessions else []
 
-    def _run(self, graph: str, feeds: dict[str, Array]) -> list[np.ndarray]:
+    def _run(self, graph: str, feeds: dict[str, Array], streams: int = 1) -> list[np.ndarray]:
         dtypes = self._in_dtypes[graph]
         cast = {k: v if v.dtype == dtypes[k] else v.astype(dtypes[k]) for k, v in feeds.items()}
-        return self.sessions[graph].run(self._out_names[graph], cast)
+        return self.session_set.for_batch(graph, streams).run(self._out_names[graph], cast)
 
     # -- stages: one session.run per group of streams (all of them on a dynamic-batch bundle) ----------
     def _groups(self, n: int) -> Iterator[range]:
@@ -180,7 +190,7 @@ class OrtBackend(Backend):
     def encode_batch(self, frames: np.ndarray, valid: np.ndarray) -> list[Entry]:
         entries: list[Entry] = []
         for g in self._groups(len(frames)):
-            outs = self._run("encoder", {"frame": frames[g.start:g.stop], "valid": valid[g.start:g.stop]})
+            outs = self._run("encoder", {"frame": frames[g.start:g.stop], "valid": valid[g.start:g.stop]}, len(g))
             entries += [dict(zip(self._out_names["encoder"], row, strict=True)) for row in self._split(outs, len(g))]
         return entries
 
@@ -190,7 +200,7 @@ class OrtBackend(Backend):
             feeds = {name: np.concatenate([e[key] for i in g for e in windows[i]])
                      for name, key in WINDOW_INPUTS.items()}  # fmt: skip
             feeds.update({name: np.concatenate([refs[i][name] for i in g]) for name in REFERENCE_INPUTS})
-            xf, xb = self._run("aligner", feeds)
+            xf, xb = self._run("aligner", feeds, len(g))
             out += [(a, b) for a, b in self._split([xf, xb], len(g))]
         return out
 
@@ -199,7 +209,7 @@ class OrtBackend(Backend):
         out: list[State] = []
         for g in self._groups(len(xs)):
             feeds = {name: np.concatenate([arrays[i] for i in g]) for name, arrays in (("x", xs), ("h", hs), ("c", cs))}
-            h, c = self._run(f"cell_{direction}", feeds)
+            h, c = self._run(f"cell_{direction}", feeds, len(g))
             out += [(a, b) for a, b in self._split([h, c], len(g))]
         return out
 
@@ -211,7 +221,7 @@ class OrtBackend(Backend):
             return None
         out: list[Array] = []
         for g in self._groups(len(xss)):
-            (hb,) = self._run("bwd_window", {"xs": np.concatenate([x for i in g for x in xss[i]])})
+            (hb,) = self._run("bwd_window", {"xs": np.concatenate([x for i in g for x in xss[i]])}, len(g))
             out += [row[0] for row in self._split([hb], len(g))]
         return out
 
@@ -219,10 +229,10 @@ class OrtBackend(Backend):
         maps: list[np.ndarray] = []
         for g in self._groups(len(hfs)):
             (out,) = self._run("decoder", {"hf": np.concatenate([hfs[i] for i in g]),
-                                           "hb": np.concatenate([hbs[i] for i in g])})  # fmt: skip
+                                           "hb": np.concatenate([hbs[i] for i in g])}, len(g))  # fmt: skip
             maps += [np.ascontiguousarray(m[0], dtype=np.float32) for m in out]
         return maps
 
     def close(self) -> None:
-        self.sessions = {}
+        self.session_set.close()
         super().close()
