@@ -230,6 +230,8 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     batch = man.get("batch", 1)
     if batch not in (1, "dynamic"):
         fail(f"unknown batch {batch!r} (1 or 'dynamic')")
+    if not isinstance(raw_graphs, dict):
+        fail(f"'graphs' in {MANIFEST} must be an object mapping graph names to files, not {type(raw_graphs).__name__}")
     missing = [g for g in GRAPH_NAMES if g not in raw_graphs]
     if missing:
         fail(f"graphs {missing} are missing from {MANIFEST}")
@@ -251,6 +253,8 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     if raw_eng:
         files = {}
         hint = "rebuild the engines with `python export/to_trt.py CKPT --out DIR`"
+        if not isinstance(raw_eng, dict) or not isinstance(raw_eng.get("files") or {}, dict):
+            raise UserError(f"bundle {root}: 'engines' in {MANIFEST} is malformed; {hint}")
         for name in GRAPH_NAMES:
             e = (raw_eng.get("files") or {}).get(name)
             if not isinstance(e, dict) or "file" not in e or not (root / e["file"]).is_file():
