@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_bundle import edit_manifest, make_bundle  # noqa: E402  (tests/ is on sys.path: rootdir conftest)
 
 from esan.runtime.core.bundle import GRAPH_NAMES, batch_rows, check_compatible, load_bundle, rebuild_command
 from esan.runtime.core.errors import UserError
-
-from test_bundle import edit_manifest, make_bundle  # noqa: E402  (tests/ is on sys.path: rootdir conftest)
 
 
 def _refused(root, match: str) -> str:

@@ -18,12 +18,12 @@ find "$work" -name __pycache__ -prune -exec rm -rf {} +
 tests_toml=$(printf '"%s", ' $tests)
 cat > "$work/pyproject.toml" <<TOML
 [tool.mutmut]
-source_paths = ["esan/${room[$top]}/${mod#*/}"]
+paths_to_mutate = ["esan/${room[$top]}/${mod#*/}"]
+tests_dir = [${tests_toml%, }]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
-pytest_add_cli_args_test_selection = [${tests_toml%, }]
 TOML
 cd "$work"
 export OMP_NUM_THREADS=1 ESAN_CACHE_DIR="$work/cache"
-mutmut run --max-children "${MUTATION_CHILDREN:-1}" | tail -c 300
+PYTHONWARNINGS=ignore::UserWarning mutmut run --max-children "${MUTATION_CHILDREN:-1}" | tail -c 300
 mutmut results > "$work/survivors.txt" || true
 echo; echo "survivors (mutmut show NAME in $work): $(grep -c . "$work/survivors.txt" || true)"
