@@ -21,8 +21,13 @@ def test_compare_prints_table(tiny_bundle, tiny_checkpoint, capsys):
     assert all(r[-1] == "yes" and float(r[3]) <= 1e-4 for r in rows)
     import importlib.util
 
+    assert not [line for line in lines if line.startswith("trt ")]  # the tiny bundle has no engines
+    notes = [line for line in lines if line.startswith("note: trt: skipped: ")]
+    assert len(notes) == 1, out
     if importlib.util.find_spec("tensorrt") is None:
-        assert "trt: skipped" in out and "TensorRT" in out
+        assert "TensorRT is not installed" in notes[0]
+    else:  # TensorRT here: skipped for want of a GPU or of engines, never silently
+        assert "no usable NVIDIA GPU" in notes[0] or "the bundle has no engines" in notes[0]
 
 
 def test_compare_rejects_other_checkpoint(tiny_bundle, tmp_path, capsys):

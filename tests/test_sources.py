@@ -116,16 +116,6 @@ def test_disconnect_mid_stream_flushes_and_finalises(tmp_path: Path) -> None:
     assert opts.plot.stat().st_size > 1000
 
 
-def test_ctrl_c_flushes_and_finalises(tmp_path: Path) -> None:
-    src = FrameSource(counter_reader(30), name="f", kind="video", live=False, fps=25)
-    opts, outputs = _outputs(tmp_path)
-    summary = run_stream(src, FakeScheduler(delay=3, interrupt_at=10), outputs, report=opts.report)
-    assert summary.interrupted and summary.frames == 10
-    report = json.loads(opts.report.read_text())
-    assert report["interrupted"] and report["frames"] == 10
-    assert _video_frames(opts.video) == 10
-
-
 def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from esan.runtime import cli
     from esan.runtime.cli import stream as stream_cli
