@@ -19,6 +19,7 @@ tests_toml=$(printf '"%s", ' $tests)
 cat > "$work/pyproject.toml" <<TOML
 [tool.mutmut]
 paths_to_mutate = ["esan/${room[$top]}/${mod#*/}"]
+also_copy = ["esan"]
 tests_dir = [${tests_toml%, }]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
 TOML
