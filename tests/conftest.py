@@ -75,7 +75,7 @@ def export_available() -> bool:
 def export_bundle(checkpoint: Path, out: Path, lookahead: int, precision: str = "fp32") -> Path:
     """Run ``export/to_onnx.py`` in a subprocess (one thread, no parity check: the tests check)."""
     if not export_available():
-        pytest.skip("the ONNX export needs onnx and onnxscript: pip install 'esan-rt[train]' (the 'dev' extra has them)")
+        pytest.skip("the ONNX export needs onnx and onnxscript: pip install 'esan-rt[train]' (or [dev])")
     cmd = [sys.executable, str(REPO / "export" / "to_onnx.py"), str(checkpoint), "--out", str(out)]
     cmd += ["--lookahead", str(lookahead), "--dcn", "standard", "--precision", precision, "--no-verify"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
