@@ -189,3 +189,48 @@ def test_batch_rows(dim, rows):
 def test_batch_rows_refuses(dim):
     with pytest.raises(ValueError, match="neither 'batch' nor 'K\\*batch'"):
         batch_rows(dim)
+
+
+def test_zero_lookahead_and_radius_are_valid(tmp_path):
+    root = make_bundle(tmp_path / "b", lookahead=0)
+    edit_manifest(root, radius=0)
+    b = load_bundle(root)
+    assert b.lookahead == 0 and b.radius == 0 and b.window == 1
+    assert batch_rows("1*batch") == 1
+
+
+def test_messages_name_the_bundle_the_format_and_the_commands(tmp_path):
+    root = make_bundle(tmp_path / "b")
+    edit_manifest(root, format="other-format")
+    msg = _refused(root, r"not an esan-rt-bundle manifest \(format='other-format'\)")
+    assert msg.endswith(f"rebuild it with `python export/to_onnx.py CKPT --out {root} --lookahead L`")
+    edit_manifest(root, format="esan-rt-bundle", format_version=3)
+    with pytest.raises(UserError, match=f"re-export with `python export/to_onnx.py CKPT --out {root} --lookahead L`"):
+        load_bundle(root)
+    plugin = load_bundle(make_bundle(tmp_path / "p", dcn="plugin"))
+    with pytest.raises(UserError) as info:
+        check_compatible(plugin, "ort", 2)
+    assert f"`python export/to_onnx.py /ckpts/tiny.pt --out {plugin.root} --lookahead 2 --precision fp32 " \
+        "--dcn standard` or use --backend trt" in str(info.value)
+    eng = make_bundle(tmp_path / "e", engines=True)
+    (eng / "aligner.plan").unlink()
+    assert _refused(eng, "engine for aligner").endswith("rebuild the engines with "
+                                                        "`python export/to_trt.py CKPT --out DIR`")
+
+
+def test_bundle_fields_checks_and_engine_defaults(tmp_path):
+    from esan.runtime.core.bundle import to_trt_command
+
+    root = make_bundle(tmp_path / "b", engines=True)
+    man = json.loads((root / "manifest.json").read_text())
+    man["checks"] = {"encoder": {"max_abs": 1e-6}}
+    for key in ("tensorrt_version", "gpu", "compute_capability"):
+        del man["engines"][key]
+    del man["source_checkpoint"]
+    (root / "manifest.json").write_text(json.dumps(man))
+    b = load_bundle(root)
+    assert b.root == root and all(g.name == n for n, g in b.graphs.items())
+    assert b.checks == {"encoder": {"max_abs": 1e-6}}
+    assert (b.engines.tensorrt_version, b.engines.gpu, b.engines.compute_capability) == ("", "", "")
+    assert check_compatible(b, "trt", 2, tensorrt_version="10.9.0", compute_capability="9.0") is True
+    assert to_trt_command(b).startswith("`python export/to_trt.py CKPT --out")
