@@ -134,7 +134,8 @@ def test_frame_size_limit_is_inclusive():
     r, _, _ = make()
     assert r.frame_error(np.zeros((10, 10, 3), np.uint8), False) is None  # exactly max_frame_pixels
     msg = r.frame_error(np.zeros((1, 101, 3), np.uint8), False)
-    assert msg.startswith(P.BAD_FRAME) and "101x1 is 101 pixels, over this server's limit of 100" in msg
+    assert msg == (f"{P.BAD_FRAME} 101x1 is 101 pixels, over this server's limit of 100 "
+                   "(esan-rt serve --max-frame-pixels); send smaller frames")
 
 
 def test_empty_frame_is_valid_only_with_end():
@@ -150,6 +151,9 @@ def test_refusal_past_max_streams_and_unknown_stream():
     outs = r.handle([Request(1, True, False, frame()), Request(2, True, False, frame())])
     assert outs[0].error is None and outs[1].error.startswith(P.REFUSED) and "at most 1 streams" in outs[1].error
     assert r.stats.refused == 1 and sorted(sched.streams) == [1]
+    r.handle([Request(3, True, False, frame()), Request(1, False, False, np.zeros((2, 2), np.uint8))])
+    r.handle([Request(1, False, False, np.zeros((2, 2), np.uint8))])
+    assert r.stats.refused == 2 and r.stats.rejected == 2  # counters add up
     unknown = r.handle([Request(2, False, False, frame())])[0]
     assert unknown.error.startswith(P.UNKNOWN_STREAM) and "sequence 2" in unknown.error and "5 s" in unknown.error
     assert len(sched.pushed) == 1
