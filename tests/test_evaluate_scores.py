@@ -130,3 +130,10 @@ def test_constant_ground_truth():
     g = const / const.sum()
     assert M.kld(pred, const) == pytest.approx(float(np.sum(g * np.log(M.EPS + g / (p + M.EPS)))))
     assert M.sim(pred, np.zeros((6, 9))) == 0.0 and M.kld(np.zeros((6, 9)), const) > 30  # all-zero maps stay zero
+
+
+def test_two_pixel_maps_have_a_sample_std():
+    """The smallest map with a defined z-score: two pixels (sample std, N - 1)."""
+    assert M.nss(np.array([[0.0, 1.0]]), np.array([[0, 1]])) == pytest.approx(1 / math.sqrt(2))
+    assert M.cc(np.array([[0.0, 1.0]]), np.array([[2.0, 5.0]])) == pytest.approx(1.0)
+    assert math.isnan(M.nss(np.array([[3.0]]), np.array([[1]])))  # one pixel: no std
