@@ -5,8 +5,9 @@ Polygraphy's ``Comparator`` runs them on the reference (the checkpoint's fp32 Py
 as a Polygraphy runner), on ONNX Runtime (``OnnxrtRunner``, CPU) and, where TensorRT, a usable GPU
 and engines are present, on TensorRT (``TrtRunner`` on the bundle's engine); its
 ``compare_accuracy`` judges every output with the bundle precision's tolerance (fp32: max abs <=
-1e-4, scaled by the reference's magnitude above 1; fp16: correlation >= 0.999). On top, our table:
-max abs error and correlation per backend, graph and output. Unavailable backends are skipped with a
+1e-4, scaled by the reference's magnitude above 1; fp16: correlation >= 0.999 and relative L2 error
+<= 1 %, so a wrong scale or offset fails too). On top, our table: max abs error, correlation and
+relative L2 error per backend, graph and output. Unavailable backends are skipped with a
 note. Exit code 1 when an output misses the tolerance. Helpers: ``esan.export.compare_runners``.
 """
 
@@ -56,7 +57,7 @@ def _prepare_trt(bundle: Bundle) -> None:
 
 
 def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str, ...] = BACKENDS) -> tuple[list, list]:
-    """``(rows, notes)``: rows are (backend, graph, output, max_abs, corr, ok)."""
+    """``(rows, notes)``: rows are (backend, graph, output, max_abs, corr, rel_l2, ok)."""
     import torch
 
     from esan.export import graphs
@@ -100,15 +101,15 @@ def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str
             runners.append(cr.trt_runner(bundle.engine_path(name)))
         metrics, _ = cr.compare_graph(cr.TorchReference(refs[name], feed), runners, feed, bundle.precision)
         for (backend, out), m in metrics.items():
-            rows.append((backend, name, out, m["max_abs"], m["corr"], m["ok"]))
+            rows.append((backend, name, out, m["max_abs"], m["corr"], m["rel_l2"], m["ok"]))
     return rows, notes
 
 
 def format_table(rows: list) -> str:
-    head = f"{'backend':<8} {'graph':<11} {'output':<8} {'max_abs':>10} {'corr':>10}  ok"
+    head = f"{'backend':<8} {'graph':<11} {'output':<8} {'max_abs':>10} {'corr':>10} {'rel_l2':>10}  ok"
     lines = [head, "-" * len(head)]
-    for b, g, o, max_abs, corr, ok in rows:
-        lines.append(f"{b:<8} {g:<11} {o:<8} {max_abs:>10.3e} {corr:>10.6f}  {'yes' if ok else 'NO'}")
+    for b, g, o, max_abs, corr, rel_l2, ok in rows:
+        lines.append(f"{b:<8} {g:<11} {o:<8} {max_abs:>10.3e} {corr:>10.6f} {rel_l2:>10.3e}  {'yes' if ok else 'NO'}")
     return "\n".join(lines)
 
 

@@ -95,8 +95,10 @@ def check_graph(
     summary = {**parity.summarize(per_output, backend), "batch": len(graphs.split_items(graph, feed))}
     bad = {n: m for n, m in per_output.items() if not parity.passes(m, precision)}
     if bad:
-        rule = f"max abs <= {parity.FP32_MAX_ABS}" if precision == "fp32" else f"corr >= {parity.FP16_MIN_CORR}"
-        detail = ", ".join(f"{n}: max_abs={m['max_abs']:.3g} corr={m['corr']:.6f}" for n, m in bad.items())
+        detail = ", ".join(
+            f"{n}: max_abs={m['max_abs']:.3g} corr={m['corr']:.6f} rel_l2={m['rel_l2']:.3g}" for n, m in bad.items()
+        )
+        rule = parity.rule(precision)
         raise RuntimeError(f"{graph.name}: ONNX Runtime disagrees with PyTorch ({rule} violated): {detail}")
     return summary
 

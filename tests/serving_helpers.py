@@ -82,8 +82,23 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(bundle: Path, repo: Path, *extra: str) -> Server:
-    """``esan-rt serve --bundle`` on free loopback ports; returns once it printed its ready line."""
+def start_server(bundle: Path, repo: Path, *extra: str, attempts: int = 3) -> Server:
+    """``esan-rt serve --bundle`` on free loopback ports; returns once it printed its ready line.
+
+    The ports are free when picked, but another process may take one before the server binds it (the machine
+    is shared): a start that fails on a port in use is retried on fresh ports.
+    """
+    for attempt in range(attempts):
+        server = _start_server(bundle, repo, *extra)
+        if server.proc.poll() is None:
+            return server
+        text = server.log.read_text()
+        if attempt + 1 == attempts or not re.search(r"address already in use|port .* in use", text, re.I):
+            pytest.fail(f"esan-rt serve did not get ready:\n{text[-3000:]}")
+    raise AssertionError("unreachable")
+
+
+def _start_server(bundle: Path, repo: Path, *extra: str) -> Server:
     grpc, http, metrics = free_ports(3)
     cmd = [sys.executable, "-m", "esan.runtime.cli", "serve", "--bundle", str(bundle), "--model-repository",
            str(repo), "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", str(metrics),
@@ -103,4 +118,4 @@ def start_server(bundle: Path, repo: Path, *extra: str) -> Server:
             break
         time.sleep(0.2)
     server.stop()
-    pytest.fail(f"esan-rt serve did not get ready:\n{log.read_text()[-3000:]}")
+    return server  # exited (or not ready in time, now stopped): start_server reads its log

@@ -14,15 +14,20 @@ def test_compare_prints_table(tiny_bundle, tiny_checkpoint, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     lines = out.splitlines()
-    assert lines[0].split() == ["backend", "graph", "output", "max_abs", "corr", "ok"]
+    assert lines[0].split() == ["backend", "graph", "output", "max_abs", "corr", "rel_l2", "ok"]
     rows = [line.split() for line in lines if line.startswith("ort ")]
     assert {r[1] for r in rows} == {"encoder", "aligner", "cell_fwd", "cell_bwd", "bwd_window", "decoder"}
     assert len(rows) == 10 + 2 + 2 + 2 + 1 + 1
     assert all(r[-1] == "yes" and float(r[3]) <= 1e-4 for r in rows)
     import importlib.util
 
+    assert not [line for line in lines if line.startswith("trt ")]  # the tiny bundle has no engines
+    notes = [line for line in lines if line.startswith("note: trt: skipped: ")]
+    assert len(notes) == 1, out
     if importlib.util.find_spec("tensorrt") is None:
-        assert "trt: skipped" in out and "TensorRT" in out
+        assert "TensorRT is not installed" in notes[0]
+    else:  # TensorRT here: skipped for want of a GPU or of engines, never silently
+        assert "no usable NVIDIA GPU" in notes[0] or "the bundle has no engines" in notes[0]
 
 
 def test_compare_rejects_other_checkpoint(tiny_bundle, tmp_path, capsys):
@@ -85,3 +90,39 @@ def test_polygraphy_comparison_with_our_tolerance():
     assert not Comparator.compare_accuracy(results, comparisons=[(0, 1), (0, 2)], compare_func=check)
     assert metrics[("ort", "m")]["ok"] and not metrics[("trt", "m")]["ok"]
     assert metrics[("trt", "m")]["max_abs"] == pytest.approx(5e-4, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_compare_fails_an_fp16_graph_with_a_wrong_scale(tiny_bundle_fp16, tiny_checkpoint, tmp_path, capsys):
+    """An fp16 aligner whose output ``xf`` is doubled (hashes updated): perfectly correlated, yet it must fail."""
+    import hashlib
+    import json
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    bundle = tmp_path / "bundle16"
+    shutil.copytree(tiny_bundle_fp16, bundle)
+    model = onnx.load(bundle / "aligner.onnx")
+    producer = next(n for n in model.graph.node if "xf" in n.output)
+    producer.output[list(producer.output).index("xf")] = "xf_unscaled"
+    for node in model.graph.node:  # any other reader of xf reads the unscaled value
+        node.input[:] = ["xf_unscaled" if i == "xf" else i for i in node.input]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(2, np.float16), "xf_two"))
+    model.graph.node.append(helper.make_node("Mul", ["xf_unscaled", "xf_two"], ["xf"]))
+    onnx.checker.check_model(model)
+    onnx.save(model, bundle / "aligner.onnx")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["graphs"]["aligner"]["sha256"] = hashlib.sha256((bundle / "aligner.onnx").read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+    rc = main(["compare", str(bundle), "--checkpoint", str(tiny_checkpoint), "--backends", "ort"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("ort ")]
+    assert rc == 1
+    bad = [(r[1], r[2]) for r in rows if r[-1] == "NO"]
+    assert bad == [("aligner", "xf")]
+    row = next(r for r in rows if r[1:3] == ["aligner", "xf"])
+    assert float(row[4]) > 0.999  # the correlation alone would have passed it
+    assert float(row[5]) > 0.9  # relative L2 error of a doubled output: 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 
@@ -98,8 +99,11 @@ def test_driver_probe_on_this_machine():
     status = cuda_probe.probe_driver()
     if cuda_probe.load_driver() is None:
         assert not status.ok and "no NVIDIA driver" in status.message
-    else:  # a machine with the NVIDIA driver: a device, or the CUDA error by name
-        assert status.ok or status.error
+    elif status.ok:  # a machine with the NVIDIA driver and a device: its name and compute capability
+        assert status.name and status.name in status.message
+        assert re.fullmatch(r"\d+\.\d+", status.compute_capability) and status.error is None
+    else:  # a driver without a usable device: the CUDA error by name, in the message
+        assert status.error and status.error.startswith("CUDA_ERROR_") and status.error in status.message
 
 
 # -- choose_backend, one faked environment at a time -----------------------------------------------------

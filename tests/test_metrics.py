@@ -243,7 +243,12 @@ def test_other_map_for():
     pool.append(lambda: np.ones((2, 3), np.uint8))  # lazy, different size
     out = M.other_map_for(pool, (10, 15), exclude=0, rng=np.random.default_rng(0))
     assert out.shape == (10, 15) and out.dtype == np.uint8
-    assert out[0, 0] == 0 or out.sum() > 0  # frame 0 excluded (its point maps to (0,0))
+    chosen = 1 + np.random.default_rng(0).choice(12, size=10, replace=False)  # pool indices, frame 0 excluded
+    want = np.zeros((10, 15), np.uint8)
+    for k in chosen:  # frame k's fixation (k, 2k) of 20x30 lands on (k*10//20, 2k*15//30); frame 12: all of 2x3
+        for y, x in ([(k, 2 * k)] if k < 12 else [(y, x) for y in range(2) for x in range(3)]):
+            want[y * 10 // (20 if k < 12 else 2), x * 15 // (30 if k < 12 else 3)] = 1
+    assert np.array_equal(out, want)
     full = M.other_map_for(pool[:3], (20, 30), exclude=None, n_frames=10, rng=np.random.default_rng(0))
     assert set(map(tuple, np.argwhere(full))) == {(0, 0), (1, 2), (2, 4)}
     ex = M.other_map_for(pool[:3], (20, 30), exclude=0, rng=np.random.default_rng(0))

@@ -31,9 +31,8 @@ def server(tiny_bundle, tmp_path_factory) -> Server:
     srv = start_server(tiny_bundle, tmp_path_factory.mktemp("serve") / "repo", "--max-streams", str(MAX_STREAMS),
                        "--idle-timeout", str(IDLE_S), "--max-frame-pixels", str(MAX_PIXELS))
     yield srv
-    t0 = time.monotonic()
     rc = srv.stop()
-    assert rc == 0 and time.monotonic() - t0 < 15, f"unclean stop ({rc}):\n{srv.log.read_text()[-2000:]}"
+    assert rc == 0, f"unclean stop ({rc}):\n{srv.log.read_text()[-2000:]}"
 
 
 @pytest.fixture

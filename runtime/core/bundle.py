@@ -259,7 +259,7 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
     if batch not in (1, "dynamic"):
         fail(f"unknown batch {batch!r} (1 or 'dynamic')")
     if not isinstance(raw_graphs, dict):
-        fail(f"graphs must map graph names to their files, got {type(raw_graphs).__name__}")
+        fail(f"'graphs' in {MANIFEST} must be an object mapping graph names to files, not {type(raw_graphs).__name__}")
     missing = [g for g in GRAPH_NAMES if g not in raw_graphs]
     if missing:
         fail(f"graphs {missing} are missing from {MANIFEST}")
@@ -282,7 +282,8 @@ def load_bundle(path: str | Path, verify_hashes: bool = True) -> Bundle:
         files = {}
         hint = "rebuild the engines with `esan-rt export CKPT --engines --out DIR`"
         if not isinstance(raw_eng, dict) or not isinstance(raw_eng.get("files") or {}, dict):
-            raise UserError(f"bundle {root}: engines must map graph names to their files; {hint}")
+            raise UserError(f"bundle {root}: 'engines' in {MANIFEST} is malformed (it must map graph names to "
+                            f"their files); {hint}")
         try:
             max_batch = int(raw_eng.get("max_batch") or 1)
         except (TypeError, ValueError):
