@@ -39,7 +39,7 @@ def test_bad_field_is_one_line(tmp_path, changes, message):
     root = make_bundle(tmp_path / "b")
     edit_manifest(root, **changes)
     msg = _refused(root, message)
-    assert "python export/to_onnx.py" in msg
+    assert "esan-rt export" in msg
 
 
 @pytest.mark.parametrize("field", ["precision", "dcn", "radius", "lookahead", "input_size", "output_size", "config"])
@@ -104,7 +104,7 @@ def test_missing_engine_file_and_malformed_engines(tmp_path):
     root = make_bundle(tmp_path / "b", engines=True)
     (root / "bwd_window.plan").unlink()
     msg = _refused(root, "engine for bwd_window is missing")
-    assert "python export/to_trt.py" in msg
+    assert "esan-rt export CKPT --engines" in msg
     root2 = make_bundle(tmp_path / "c", engines=True)
     man = json.loads((root2 / "manifest.json").read_text())
     del man["engines"]["files"]["decoder"]["file"]
@@ -175,9 +175,9 @@ def test_trt_alias_and_version_match(tmp_path):
 
 def test_rebuild_commands_carry_the_bundle_settings(tmp_path):
     b = load_bundle(make_bundle(tmp_path / "b", dcn="plugin", lookahead=3))
-    assert rebuild_command(b, 3) == f"`python export/to_onnx.py /ckpts/tiny.pt --out {b.root} --lookahead 3 " \
+    assert rebuild_command(b, 3) == f"`esan-rt export /ckpts/tiny.pt --out {b.root} --lookahead 3 " \
         "--precision fp32 --dcn plugin`"
-    assert rebuild_command(tmp_path) == f"`python export/to_onnx.py CKPT --out {tmp_path} --lookahead L`"
+    assert rebuild_command(tmp_path) == f"`esan-rt export CKPT --out {tmp_path} --lookahead L`"
 
 
 @pytest.mark.parametrize(("dim", "rows"), [("batch", 1), ("5*batch", 5), (" 3 * batch", 3), (4, 4)])
@@ -203,19 +203,19 @@ def test_messages_name_the_bundle_the_format_and_the_commands(tmp_path):
     root = make_bundle(tmp_path / "b")
     edit_manifest(root, format="other-format")
     msg = _refused(root, r"not an esan-rt-bundle manifest \(format='other-format'\)")
-    assert msg.endswith(f"rebuild it with `python export/to_onnx.py CKPT --out {root} --lookahead L`")
+    assert msg.endswith(f"rebuild it with `esan-rt export CKPT --out {root} --lookahead L`")
     edit_manifest(root, format="esan-rt-bundle", format_version=3)
-    with pytest.raises(UserError, match=f"re-export with `python export/to_onnx.py CKPT --out {root} --lookahead L`"):
+    with pytest.raises(UserError, match=f"re-export with `esan-rt export CKPT --out {root} --lookahead L`"):
         load_bundle(root)
     plugin = load_bundle(make_bundle(tmp_path / "p", dcn="plugin"))
     with pytest.raises(UserError) as info:
         check_compatible(plugin, "ort", 2)
-    assert f"`python export/to_onnx.py /ckpts/tiny.pt --out {plugin.root} --lookahead 2 --precision fp32 " \
+    assert f"`esan-rt export /ckpts/tiny.pt --out {plugin.root} --lookahead 2 --precision fp32 " \
         "--dcn standard` or use --backend trt" in str(info.value)
     eng = make_bundle(tmp_path / "e", engines=True)
     (eng / "aligner.plan").unlink()
     assert _refused(eng, "engine for aligner").endswith("rebuild the engines with "
-                                                        "`python export/to_trt.py CKPT --out DIR`")
+                                                        "`esan-rt export CKPT --engines --out DIR`")
 
 
 def test_bundle_fields_checks_and_engine_defaults(tmp_path):
@@ -233,4 +233,4 @@ def test_bundle_fields_checks_and_engine_defaults(tmp_path):
     assert b.checks == {"encoder": {"max_abs": 1e-6}}
     assert (b.engines.tensorrt_version, b.engines.gpu, b.engines.compute_capability) == ("", "", "")
     assert check_compatible(b, "trt", 2, tensorrt_version="10.9.0", compute_capability="9.0") is True
-    assert to_trt_command(b).startswith("`python export/to_trt.py CKPT --out")
+    assert to_trt_command(b).startswith("`esan-rt export CKPT --engines --out")

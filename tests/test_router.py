@@ -30,8 +30,8 @@ class Sched(FakeScheduler):
         return super().open_stream(sid)
 
     def push(self, sid, frame, payload=None):
+        super().push(sid, frame, payload)  # checks the frame, as every scheduler's push
         self.pushed.append((sid, frame))
-        super().push(sid, frame, payload)
 
     def run(self):
         self.rounds += 1
@@ -125,7 +125,7 @@ def test_frame_of_wrong_dtype_or_ndim_is_rejected_alone(bad):
     r, sched, _ = make()
     outs = r.handle([Request(1, True, False, frame(0)), Request(2, True, False, bad)])
     assert outs[0].error is None
-    assert outs[1].error.startswith(P.BAD_FRAME) and "RGB uint8 frame [h, w, 3]" in outs[1].error
+    assert outs[1].error.startswith(P.BAD_FRAME) and "RGB uint8 array [h, w, 3]" in outs[1].error
     assert str(bad.dtype) in outs[1].error and str(list(bad.shape)) in outs[1].error
     assert sorted(sched.streams) == [1] and r.stats.rejected == 1 and r.stats.frames == 1
 
@@ -159,11 +159,12 @@ def test_refusal_past_max_streams_and_unknown_stream():
     assert len(sched.pushed) == 1
 
 
-def test_start_reusing_an_open_id_replaces_the_old_stream():
+def test_start_reusing_an_open_id_is_refused_and_the_owner_keeps_its_stream():
     r, sched, _ = make(max_streams=1)
     r.handle([Request(1, True, False, frame(1)), Request(1, False, False, frame(2))])
     out = r.handle([Request(1, True, False, frame(3))])[0]
-    assert out.error is None and r.active == 1 and sched.n[1] == 1  # a fresh stream, not frame 3 of the old
+    assert out.error.startswith(P.REFUSED) and "already open" in out.error
+    assert r.active == 1 and sched.n[1] == 2  # the owner's stream goes on, not reset
 
 
 def test_idle_streams_are_reaped_before_a_batch_and_by_reap():

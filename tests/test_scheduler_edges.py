@@ -153,8 +153,8 @@ def test_arguments_and_stream_bookkeeping(micro_backend):
 
 @pytest.mark.parametrize(
     ("frame", "desc"),
-    [(np.zeros((4, 5, 3), np.float32), "float32 (4, 5, 3)"), (np.zeros((4, 5), np.uint8), "uint8 (4, 5)"),
-     (np.zeros((4, 5, 4), np.uint8), "uint8 (4, 5, 4)"), ([[1, 2, 3]], "list")],
+    [(np.zeros((4, 5, 3), np.float32), "float32 [4, 5, 3]"), (np.zeros((4, 5), np.uint8), "uint8 [4, 5]"),
+     (np.zeros((4, 5, 4), np.uint8), "uint8 [4, 5, 4]"), ([[1, 2, 3]], "list")],
 )  # fmt: skip
 def test_check_frame(frame, desc):
     with pytest.raises(ValueError, match=r"frame must be an RGB uint8 array \[h, w, 3\], got ") as info:
