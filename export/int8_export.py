@@ -73,3 +73,46 @@ def _check(fp32_dir: Path, out_dir: Path, graph: str, inputs: list[Path], thread
         {n: np.concatenate([o[n].ravel() for o in outs]) for n in names},
     )
     return {**parity.summarize(per_output, "onnxruntime (int8 vs fp32 graph)"), "inputs": len(refs)}
+
+
+def quantize_bundle(
+    fp32_bundle: str | Path, out: str | Path, *, calib: str | None = None, calib_frames_n: int = 240,
+    flavour: str = "ort", threads: int = 0, progress: Callable[[str], None] = print,
+) -> Path:  # fmt: skip
+    """An int8 bundle at ``out`` from an existing fp32 (standard DCN) bundle: same graphs, quantized."""
+    from esan.export.graphs import GRAPH_NAMES
+    from esan.export.manifest_writer import graph_entry, read_manifest, write_manifest
+    from esan.export.onnx_export import _install, _prepare_target
+    from esan.runtime.core.bundle import load_bundle
+    from esan.runtime.core.version import utc_now
+
+    src = load_bundle(fp32_bundle)
+    if src.precision != "fp32" or src.dcn != "standard":
+        raise UserError(f"{fp32_bundle} is a {src.precision} / {src.dcn} bundle; int8 quantizes fp32 bundles "
+                        "with --dcn standard")  # fmt: skip
+    out = Path(out)
+    _prepare_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "fp32").mkdir()
+        for g in GRAPH_NAMES:
+            shutil.copyfile(src.graph_path(g), tmp / "fp32" / f"{g}.onnx")
+        record, checks = quantize_bundle_graphs(
+            tmp / "fp32", tmp, src.config, src.lookahead, calib=calib, calib_frames_n=calib_frames_n,
+            flavour=flavour, threads=threads, progress=progress,
+        )  # fmt: skip
+        shutil.rmtree(tmp / "fp32")
+        manifest = read_manifest(Path(fp32_bundle))
+        manifest.pop("engines", None)
+        old_checks = manifest.get("checks") or {}
+        manifest.update(
+            created_at=utc_now("microseconds"), precision="int8", fp32_parts=record["float_parts"], int8=record,
+            graphs={g: graph_entry(tmp / f"{g}.onnx") for g in GRAPH_NAMES},
+            checks={g: {"fp32_vs_torch": old_checks.get(g), "int8_vs_fp32": checks.get(g)} for g in GRAPH_NAMES},
+        )  # fmt: skip
+        write_manifest(tmp, manifest)
+        _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

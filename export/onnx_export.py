@@ -185,7 +185,8 @@ def export_bundle(
                 graph_dir, tmp, model.cfg.to_dict(), lookahead, calib=calib, calib_frames_n=calib_frames,
                 flavour=int8_flavour, threads=torch.get_num_threads(), progress=progress,
             )  # fmt: skip
-            checks = {g: {"fp32_vs_torch": c, "int8_vs_fp32": int8_checks.get(g)} for g, c in checks.items()}
+            checks = {g: {"fp32_vs_torch": checks.get(g), "int8_vs_fp32": int8_checks.get(g)}
+                      for g in graphs.GRAPH_NAMES}  # fmt: skip
             shutil.rmtree(graph_dir)
             entries = {name: graph_entry(tmp / f"{name}.onnx") for name in graphs.GRAPH_NAMES}
         manifest = build_manifest(
