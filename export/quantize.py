@@ -9,12 +9,12 @@ ranges, JSON) in the bundle under ``calibration/``. Two flavours:
 * ``tensorrt``: int8 symmetric activations (zero points 0), int8 symmetric per-channel weights: what
   TensorRT's explicit quantization expects; Q/DQ sit on the inputs and outputs of the quantized ops.
 
-What stays float (``FLOAT_PARTS``): the encoder's normalisation and its first convolution (the one on the
-normalised picture: quantized, it alone cost most of the map error on held-out photographs); ``DeformConv`` (no int8 kernel; its
-offset convs are quantized, Q/DQ around it); in the cells and ``bwd_window`` everything but the
-recurrent convolution (the gate sum, sigmoid/tanh and the cell state ``c``); the whole decoder (it *is*
-the last layer: hf + hb, one conv, upsampling, sigmoid). The per-part sensitivity table
-(``esan.export.int8_sensitivity``) is the measurement behind that choice.
+What stays float (``FLOAT_PARTS``): the encoder's normalisation and its first convolution (the one on
+the normalised picture: quantized, it alone cost most of the map error on held-out photographs);
+``DeformConv`` (no int8 kernel; its offset convs are quantized, Q/DQ around it); in the cells and
+``bwd_window`` everything but the recurrent convolution (the gate sum, sigmoid/tanh and the cell state
+``c``); the whole decoder (it *is* the last layer: hf + hb, one conv, upsampling, sigmoid).
+The per-part sensitivity table (``esan.export.int8_sensitivity``) is the measurement behind that choice.
 """
 
 from __future__ import annotations
