@@ -1,7 +1,8 @@
 """INT8 vs fp32 on ONNX Runtime CPU: per-frame latency of the cached schedule and map fidelity, one run.
 
     python benchmarks/int8_measure.py (--preset paper|tiny | --checkpoint CKPT) [--lookahead 8]
-        [--calib-frames 48] [--frames 16] [--threads 2] [--flavours ort,tensorrt] --work DIR --out RESULT.json
+        [--calib-frames 48] [--frames 16] [--threads 2] [--flavours ort,tensorrt] [--sensitivity]
+        --work DIR --out RESULT.json
 
 Footage: clips made from real photographs (``esan.bench.photo_clips``: a camera pans and zooms over
 packaged photos); the calibration photos and the held-out photos are different pictures. Steps: the
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--flavours", default="ort,tensorrt")
     p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also the per-part table (one graph quantized at a time), into the result and the manifest")
     p.add_argument("--work", required=True)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -146,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         fid["clips"] = dict(zip(held, fid["clips"], strict=True))
         result["fidelity"][flavour] = fid
         print(f"{flavour}: fidelity {json.dumps(fid['all'])}", flush=True)
+    if args.sensitivity:
+        from esan.export import int8_sensitivity as sens
+
+        flavour = "ort" if "ort" in bundles else next(iter(bundles))
+        rows = sens.sensitivity_table(fp32, bundles[flavour], list(held.values()), threads=args.threads)
+        sens.record(bundles[flavour], rows, f"held-out photo clips {', '.join(HELD_OUT_PHOTOS)}")
+        result["sensitivity"] = {"flavour": flavour, "rows": rows}
+        print(sens.markdown(rows), flush=True)
     if not args.no_latency and "ort" in bundles:
         frames = [f for clip in held.values() for f in clip]
         fill = args.lookahead + 2 + 2  # L + T pipeline fill + 2 warm-up frames, unmeasured
