@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         result["fidelity"][flavour] = fid
         print(f"{flavour}: fidelity {json.dumps(fid['all'])}", flush=True)
     if args.sensitivity:
-        from esan.export import int8_sensitivity as sens
+        from esan.bench import int8_sensitivity as sens
 
         flavour = "ort" if "ort" in bundles else next(iter(bundles))
         rows = sens.sensitivity_table(fp32, bundles[flavour], list(held.values()), threads=args.threads)

@@ -14,7 +14,7 @@ the normalised picture: quantized, it alone cost most of the map error on held-o
 ``DeformConv`` (no int8 kernel; its offset convs are quantized, Q/DQ around it); in the cells and
 ``bwd_window`` everything but the recurrent convolution (the gate sum, sigmoid/tanh and the cell state
 ``c``); the whole decoder (it *is* the last layer: hf + hb, one conv, upsampling, sigmoid).
-The per-part sensitivity table (``esan.export.int8_sensitivity``) is the measurement behind that choice.
+The per-part sensitivity table (``esan.bench.int8_sensitivity``) is the measurement behind that choice.
 """
 
 from __future__ import annotations
