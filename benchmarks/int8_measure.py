@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--flavours", default="ort,tensorrt")
     p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--held-out", type=int, default=3, metavar="N", help="held-out photo clips to score (default 3)")
+    p.add_argument("--reuse", action="store_true", help="reuse int8 bundles already in --work (no re-calibration)")
     p.add_argument("--sensitivity", action="store_true",
                    help="also the per-part table (one graph quantized at a time), into the result and the manifest")
     p.add_argument("--work", required=True)
@@ -133,22 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     calib_dir = work / "calib-photos"
     if not calib_dir.exists():
         write_folder(photo_clips(CALIBRATION_PHOTOS, 48), calib_dir)
-    held = photo_clips(HELD_OUT_PHOTOS, args.clip_frames)
+    held = photo_clips(HELD_OUT_PHOTOS[: args.held_out], args.clip_frames)
     result: dict = {"fidelity": {}, "int8": {}}
     bundles = {}
     for flavour in args.flavours.split(","):
         t0 = time.perf_counter()
-        bundles[flavour] = quantize_bundle(fp32, work / f"int8-{flavour}-L{args.lookahead}", calib=str(calib_dir),
-                                           calib_frames_n=args.calib_frames, flavour=flavour, threads=args.threads)
+        target = work / f"int8-{flavour}-L{args.lookahead}"
+        if args.reuse and (target / "manifest.json").is_file():
+            bundles[flavour] = target
+        else:
+            bundles[flavour] = quantize_bundle(fp32, target, calib=str(calib_dir), calib_frames_n=args.calib_frames,
+                                               flavour=flavour, threads=args.threads)  # fmt: skip
         man = json.loads((bundles[flavour] / "manifest.json").read_text())
         checks = {g: {k: c["int8_vs_fp32"][k] for k in ("corr", "max_abs")}
                   for g, c in man["checks"].items() if c.get("int8_vs_fp32")}  # fmt: skip
         result["int8"][flavour] = {"quantize_s": time.perf_counter() - t0, "checks": checks,
                                    "calibration_source": man["int8"]["calibration_source"]}  # fmt: skip
-        fid = compare_bundles(fp32, bundles[flavour], list(held.values()), threads=args.threads)
-        fid["clips"] = dict(zip(held, fid["clips"], strict=True))
-        result["fidelity"][flavour] = fid
-        print(f"{flavour}: fidelity {json.dumps(fid['all'])}", flush=True)
+        if held:
+            fid = compare_bundles(fp32, bundles[flavour], list(held.values()), threads=args.threads)
+            fid["clips"] = dict(zip(held, fid["clips"], strict=True))
+            result["fidelity"][flavour] = fid
+            print(f"{flavour}: fidelity {json.dumps(fid['all'])}", flush=True)
     if args.sensitivity:
         from esan.bench import int8_sensitivity as sens
 
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         result["sensitivity"] = {"flavour": flavour, "rows": rows}
         print(sens.markdown(rows), flush=True)
     if not args.no_latency and "ort" in bundles:
-        frames = [f for clip in held.values() for f in clip]
+        frames = [f for clip in (held or photo_clips(HELD_OUT_PHOTOS[:1], args.clip_frames)).values() for f in clip]
         fill = args.lookahead + 2 + 2  # L + T pipeline fill + 2 warm-up frames, unmeasured
         frames = (frames * (1 + (fill + args.frames) // len(frames)))[: fill + args.frames]
         result["latency"] = _latency(fp32, bundles["ort"], frames, args.lookahead, args.threads, fill)
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.checkpoint or f"random {args.preset} preset, seed {args.seed} (esan.bench.latency.random_model)",
         "lookahead": args.lookahead, "threads": args.threads, "calib_frames": args.calib_frames,
         "footage": {"kind": "camera pan/zoom clips over real photographs (scikit-image / matplotlib sample data)",
-                    "calibration_photos": list(CALIBRATION_PHOTOS), "held_out_photos": list(HELD_OUT_PHOTOS),
+                    "calibration_photos": list(CALIBRATION_PHOTOS), "held_out_photos": list(held),
                     "held_out_frames_per_clip": args.clip_frames},
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
                     "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
