@@ -15,7 +15,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-from esan.export.to_onnx import add_export_args
+from esan.export.to_onnx import add_export_args, add_int8_args
 from esan.export.trt_profiles import DEFAULT_MAX_STREAMS
 from esan.runtime.core.errors import UserError
 
@@ -30,11 +30,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="bundle directory to create or replace (required without --engines; with --engines "
                         "default: CKPT without suffix + '.bundle')")
-    p.add_argument("--precision", choices=("fp32", "fp16"),
-                   help="fp32 or fp16 (default: fp32; fp16 with --engines)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="fp32, fp16 or int8 (calibrated, see --calib) (default: fp32; fp16 with --engines)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     p.add_argument("--batch", choices=("dynamic", "1"), default="dynamic",
                    help="dynamic (default): one call serves many streams; 1: static batch-1 graphs (format 1)")
+    add_int8_args(p, default_flavour="ort, tensorrt with --engines")
     trt = p.add_argument_group("TensorRT engines", "--engines also builds one TensorRT engine per graph "
                                                    "(exit code 3, ONNX bundle kept, without TensorRT or a GPU)")
     trt.add_argument("--engines", action="store_true", help="build TensorRT engines too (needs TensorRT and a GPU)")
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist")
     check_train_extra()
+    if args.int8_flavour not in ("ort", "tensorrt"):  # not given: the flavour of the target
+        args.int8_flavour = "tensorrt" if args.engines else "ort"
     if not args.engines:
         from esan.export.to_onnx import export
 

@@ -75,7 +75,7 @@ def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str
     if json.loads(json.dumps(model.cfg.to_dict())) != bundle.config:
         raise UserError(f"checkpoint {ckpt} has another config than bundle {bundle.root}; pass its own checkpoint")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    defs = graphs.build_graphs(model, bundle.lookahead, bundle.precision)
+    defs = graphs.build_graphs(model, bundle.lookahead, "fp32" if bundle.precision == "int8" else bundle.precision)
     refs = graphs.build_graphs(model, bundle.lookahead, "fp32")
     samples = graphs.sample_inputs(model, bundle.lookahead, batch=2 if bundle.batch == "dynamic" else 1)
     use, notes = [], []

@@ -133,6 +133,9 @@ def export_bundle(
     progress: Callable[[str], None] = print,
     model: ESAN | None = None,
     batch: int | str = "dynamic",
+    calib: str | None = None,
+    calib_frames: int = 240,
+    int8_flavour: str = "ort",
 ) -> Path:
     """Export ``ckpt`` to the bundle directory ``out``; returns its path. See the module docstring.
 
@@ -144,37 +147,56 @@ def export_bundle(
         raise UserError(f"--opset {opset} is too old: DeformConv needs opset >= {MIN_OPSET}")
     if lookahead < 0:
         raise UserError(f"--lookahead must be >= 0, got {lookahead}")
-    if dcn not in dcn_onnx.DCN_MODES or precision not in graphs.PRECISIONS:
-        raise UserError(f"--dcn must be one of {dcn_onnx.DCN_MODES} and --precision one of {tuple(graphs.PRECISIONS)}")
+    int8 = precision == "int8"
+    if dcn not in dcn_onnx.DCN_MODES or (precision not in graphs.PRECISIONS and not int8):
+        raise UserError(f"--dcn must be one of {dcn_onnx.DCN_MODES} and --precision one of "
+                        f"{(*graphs.PRECISIONS, 'int8')}")  # fmt: skip
+    if int8 and dcn == "plugin":
+        raise UserError("--precision int8 needs --dcn standard (the plugin node cannot be calibrated in ONNX Runtime)")
+    graph_precision = "fp32" if int8 else precision
     if batch not in ("dynamic", 1):
         raise UserError(f"--batch must be 'dynamic' or 1, got {batch!r}")
     _prepare_target(out)
     model = model if model is not None else checkpoint.load(ckpt)
     ckpt_sha = sha256_file(ckpt)
-    defs = graphs.build_graphs(model, lookahead, precision)
+    defs = graphs.build_graphs(model, lookahead, graph_precision)
     refs = graphs.build_graphs(model, lookahead, "fp32")
     samples = graphs.sample_inputs(model, lookahead, batch=2 if batch == "dynamic" else 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        entries, checks = {}, {}
+        entries, checks, int8_record = {}, {}, None
+        graph_dir = tmp / "fp32" if int8 else tmp
+        graph_dir.mkdir(exist_ok=True)
         for i, name in enumerate(graphs.GRAPH_NAMES, 1):
             t0 = time.perf_counter()
-            path = tmp / f"{name}.onnx"
+            path = graph_dir / f"{name}.onnx"
             example = graphs.cast_inputs(defs[name], samples[name])
             proto = export_graph(defs[name], example, path, dcn, opset, dynamic=batch == "dynamic")
             msg = f"[{i}/{len(graphs.GRAPH_NAMES)}] {name}: exported {path.stat().st_size / 1e6:.1f} MB"
             if verify:
-                checks[name] = check_graph(defs[name], refs[name], proto, samples[name], precision)
+                checks[name] = check_graph(defs[name], refs[name], proto, samples[name], graph_precision)
                 msg += f", ORT max_abs={checks[name]['max_abs']:.2e} corr={checks[name]['corr']:.6f}"
             del proto
             entries[name] = graph_entry(path)
             progress(f"{msg} ({time.perf_counter() - t0:.1f} s)")
+        if int8:
+            from esan.export.int8_export import quantize_bundle_graphs
+
+            int8_record, int8_checks = quantize_bundle_graphs(
+                graph_dir, tmp, model.cfg.to_dict(), lookahead, calib=calib, calib_frames_n=calib_frames,
+                flavour=int8_flavour, threads=torch.get_num_threads(), progress=progress,
+            )  # fmt: skip
+            checks = {g: {"fp32_vs_torch": checks.get(g), "int8_vs_fp32": int8_checks.get(g)}
+                      for g in graphs.GRAPH_NAMES}  # fmt: skip
+            shutil.rmtree(graph_dir)
+            entries = {name: graph_entry(tmp / f"{name}.onnx") for name in graphs.GRAPH_NAMES}
         manifest = build_manifest(
             config=model.cfg.to_dict(),
             lookahead=lookahead,
             precision=precision,
-            fp32_parts=list(graphs.FP32_PARTS_FP16) if precision == "fp16" else [],
+            fp32_parts=list(graphs.FP32_PARTS_FP16) if precision == "fp16" else (
+                int8_record["float_parts"] if int8_record else []),
             dcn=dcn,
             opset=opset,
             batch=batch,
@@ -183,6 +205,8 @@ def export_bundle(
             checkpoint=ckpt.resolve(),
             checkpoint_sha256=ckpt_sha,
         )
+        if int8_record is not None:
+            manifest["int8"] = int8_record
         write_manifest(tmp, manifest)
         _install(tmp, out)
     finally:

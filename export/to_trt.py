@@ -1,8 +1,8 @@
 """Build TensorRT engines for a bundle, exporting the ONNX bundle first when it is missing or stale.
 
-    python export/to_trt.py CKPT [--out BUNDLE_DIR] [--precision fp16|fp32] [--lookahead L]
+    python export/to_trt.py CKPT [--out BUNDLE_DIR] [--precision fp16|fp32|int8] [--lookahead L]
                              [--dcn standard|plugin] [--plugin-lib PATH] [--workspace MB]
-                             [--timing-cache PATH] [--max-streams N]
+                             [--timing-cache PATH] [--max-streams N] [--calib VIDEO|DIR|URL] [--calib-frames N]
 
 One engine per graph (``<graph>.plan``), recorded in the manifest's ``engines`` with the TensorRT
 version, GPU name and compute capability. Dynamic-batch bundles get one optimisation profile over
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from esan.export.to_onnx import add_export_args
+from esan.export.to_onnx import add_export_args, add_int8_args
 from esan.export.trt_profiles import DEFAULT_MAX_STREAMS
 from esan.runtime.core.errors import UserError
 
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="to_trt.py", description="Build TensorRT engines for an ESAN bundle.")
     add_export_args(p)
     p.add_argument("--out", help="bundle directory (default: CKPT without suffix + '.bundle')")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    p.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
+                   help="int8: calibrated Q/DQ graphs in TensorRT's flavour (symmetric int8), see --calib")
+    add_int8_args(p, default_flavour="tensorrt")
     p.add_argument("--plugin-lib", type=Path, help="our TensorRT DCN plugin library (dcn=plugin)")
     p.add_argument("--workspace", type=int, default=4096, metavar="MB", help="builder workspace (default 4096)")
     p.add_argument("--timing-cache", type=Path, help="timing cache file (default: BUNDLE_DIR.timing-cache)")
@@ -52,6 +54,9 @@ def _reusable(out: Path, ckpt_sha: str, args: argparse.Namespace) -> bool:
     except UserError:
         return False
     want = (args.precision, args.lookahead, args.dcn, args.opset, ckpt_sha, "dynamic")
+    flavour = (b.manifest.get("int8") or {}).get("flavour") if b.precision == "int8" else None
+    if flavour != (args.int8_flavour if args.precision == "int8" else None):
+        return False
     return (b.precision, b.lookahead, b.dcn, b.opset, b.source_checkpoint.get("sha256"), b.batch) == want
 
 
@@ -128,7 +133,8 @@ def build(args: argparse.Namespace, prog: str = "to_trt.py") -> int:
         from esan.export.onnx_export import export_bundle
 
         export_bundle(ckpt, out, lookahead=args.lookahead, dcn=args.dcn, precision=args.precision,
-                      opset=args.opset)  # fmt: skip
+                      opset=args.opset, calib=args.calib, calib_frames=args.calib_frames,
+                      int8_flavour=args.int8_flavour)  # fmt: skip
         print(f"ONNX bundle written to {out}")
     trt = import_tensorrt()
     if trt is None:

@@ -4,7 +4,8 @@ Per graph: ``NetworkFromOnnxPath`` (strongly typed where TensorRT has the flag, 
 always strongly typed) -> ``CreateConfig`` (workspace, one optimisation profile at the manifest's
 input shapes, precision) -> ``PostprocessConfig`` (the checked timing cache below) ->
 ``EngineFromNetwork`` -> ``SaveEngine``. Strongly typed, precision comes from the ONNX graph (an fp16
-bundle gives fp16 engines); without the flag, fp16 bundles set the FP16 builder flag. TF32 stays off,
+bundle gives fp16 engines, an int8 bundle's Q/DQ nodes give int8 layers); without the flag, fp16 bundles
+set the FP16 builder flag and int8 bundles (explicit quantization, tensorrt flavour) the INT8 flag. TF32 stays off,
 so fp32 parts are computed in fp32.
 
 Timing cache: one file per bundle, shared by the graphs of a build. It is attached with
@@ -153,6 +154,7 @@ class EngineBuilder:
             config = ptrt.CreateConfig(
                 tf32=False,
                 fp16=self.precision == "fp16" and not self.strongly_typed,
+                int8=self.precision == "int8" and not self.strongly_typed,  # explicit Q/DQ: no calibrator
                 profiles=[self._profile(inputs, max_streams)],
                 memory_pool_limits={trt.MemoryPoolType.WORKSPACE: self.workspace_mb << 20},
             )

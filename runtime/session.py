@@ -40,7 +40,7 @@ __all__ = ["DEFAULT_LOOKAHEAD", "KINDS", "Session", "open", "prepare"]
 
 DEFAULT_LOOKAHEAD = 8  # for a checkpoint; a bundle's own lookahead otherwise
 DCN_MODE = "standard"  # what a checkpoint is exported with (ONNX Runtime and TensorRT both run it)
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 Log = Callable[[str], None]
 
 

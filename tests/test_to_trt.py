@@ -134,6 +134,22 @@ def test_fp16_precision_without_and_with_strong_typing(tiny_bundle, tmp_path, mo
     assert plan["fp16"] is fp16 and plan["strongly_typed"] is False and plan["tf32"] is False
 
 
+@pytest.mark.parametrize(("version", "int8"), [("10.9.0.34", True), ("11.1.0.106", False)])
+def test_int8_bundle_sets_the_int8_flag_only_without_strong_typing(tiny_bundle, tmp_path, monkeypatch, version, int8):
+    """An int8 (Q/DQ) graph: weakly typed networks need the INT8 builder flag (no calibrator: explicit
+    quantization); strongly typed ones take the precision from the Q/DQ nodes."""
+    from esan.export.trt_build import EngineBuilder
+    from esan.runtime.core.bundle import load_bundle
+
+    trt = fake_build_tensorrt(version, strongly_typed_flag=False)
+    install_build_tensorrt(monkeypatch, trt)
+    builder = EngineBuilder(trt, "int8", 32, None)
+    spec = load_bundle(tiny_bundle).graphs["decoder"]
+    builder.build(spec.file, [{"name": t.name, "shape": t.shape} for t in spec.inputs], tmp_path / "d.plan")
+    plan = json.loads((tmp_path / "d.plan").read_bytes())
+    assert plan["int8"] is int8 and plan["fp16"] is False and plan["tf32"] is False
+
+
 def test_build_failure_is_one_line_and_records_no_engines(fake_build, capsys, monkeypatch):
     from esan.runtime.core.bundle import load_bundle
 

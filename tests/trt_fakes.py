@@ -370,6 +370,7 @@ def fake_build_tensorrt(version: str = "10.9.0.34", *, strongly_typed_flag: bool
                 "graph": network.source,
                 "strongly_typed": flag is not None and network.get_flag(flag),
                 "fp16": config.get_flag(trt.BuilderFlag.FP16), "tf32": config.get_flag(trt.BuilderFlag.TF32),
+                "int8": config.get_flag(trt.BuilderFlag.INT8),
                 "workspace": config.get_memory_pool_limit(trt.MemoryPoolType.WORKSPACE),
                 "profiles": [p.shapes for p in config.profiles],
                 "timing_cache_entries": list(config.cache.entries) if config.cache else None,

@@ -42,8 +42,9 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
                    help="future frames the backward pass sees; delay = L + T frames (default: 8)")
     p.add_argument("--backward-chunk", type=int, default=1, metavar="C",
                    help="approximation: C frames share one backward run (default: 1 = exact)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default=None,
-                   help="fp32 or fp16 (default: the bundle's, fp32 for a checkpoint)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="fp32, fp16 or int8 (default: the bundle's, fp32 for a checkpoint; a checkpoint is exported "
+                        "in int8 with the generated sample clip as calibration: export your own with --calib)")
     p.add_argument("--show", action="store_true",
                    help="show the overlay in a window, streams tiled (q/Esc quit, space pauses, o toggles the overlay)")
     _view_args(p)

@@ -12,7 +12,6 @@ Writes ``sample.mp4`` (unless ``--source``), ``overlay.mp4``, ``maps/*.png``, ``
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -22,44 +21,21 @@ import numpy as np
 from esan.runtime.core.assets import DEMO_BUNDLE, DEMO_CHECKPOINT
 from esan.runtime.core.errors import UserError
 from esan.runtime.core.fsutil import atomic_path, check_writable_dir
+from esan.runtime.core.sample_clip import SAMPLE_FPS, SAMPLE_HW, sample_frames
+from esan.runtime.core.sample_clip import background as _background  # noqa: F401  (tests draw frames with it)
 from esan.runtime.io.outputs import OutputOptions, check_outputs
 from esan.runtime.io.sources import open_source
 from esan.runtime.io.tiles import draw_status
 
-SAMPLE_HW = (360, 480)
-SAMPLE_FPS = 25.0
-
-
-def _background(hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A smooth coloured texture with a gradient (BGR uint8)."""
-    h, w = hw
-    noise = rng.random((h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
-    tex = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
-    fine = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 1.5)
-    ramp = np.linspace(0.2, 0.6, w, dtype=np.float32)[None, :, None]
-    img = 0.45 * tex + 0.2 * fine + ramp * 0.5
-    return np.clip(img * 200.0, 0, 255).astype(np.uint8)
-
 
 def make_sample_clip(path: Path, frames: int, hw: tuple[int, int] = SAMPLE_HW, fps: float = SAMPLE_FPS) -> Path:
     """Write a short synthetic clip: moving objects over a textured background (mp4v)."""
-    rng = np.random.default_rng(7)
     h, w = hw
-    bg = _background(hw, rng)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         raise UserError(f"cannot write the sample clip {path} (OpenCV mp4v)")
     try:
-        for i in range(frames):
-            s = i / fps
-            img = np.roll(bg, int(3 * i), axis=1).copy()  # slow camera pan
-            cx, cy = int(w * (0.5 + 0.35 * math.sin(1.3 * s))), int(h * (0.5 + 0.3 * math.sin(2.1 * s + 1)))
-            cv2.circle(img, (cx, cy), 28, (30, 40, 230), -1, cv2.LINE_AA)
-            x0 = int((40 + 90 * s) % (w + 60)) - 60
-            cv2.rectangle(img, (x0, int(h * 0.7)), (x0 + 60, int(h * 0.7) + 40), (240, 220, 20), -1)
-            px, py = int(w * 0.25 + 40 * math.cos(3 * s)), int(h * 0.25 + 40 * math.sin(3 * s))
-            tri = np.array([[px, py - 22], [px - 20, py + 16], [px + 20, py + 16]], np.int32)
-            cv2.fillPoly(img, [tri], (40, 230, 40), cv2.LINE_AA)
+        for img in sample_frames(frames, hw, fps):
             writer.write(img)
     finally:
         writer.release()
