@@ -2,8 +2,8 @@
 
     python benchmarks/soak_reconnect.py --minutes 30 --period 120 --outage 10 --out /tmp/soak
 
-Runs ``esan-rt stream`` on two real RTSP cameras (GStreamer's RTSP server, ``tests/rtsp_server.py``,
-run by Debian's ``/usr/bin/python3``; see tests/rtsp_camera.py for the packages) with maps, a report,
+Runs ``esan-rt stream`` on two real RTSP cameras (GStreamer's RTSP server, ``tests/support/rtsp_server.py``,
+run by Debian's ``/usr/bin/python3``; see tests/support/rtsp_camera.py for the packages) with maps, a report,
 metrics and rolled segments; every ``--period`` seconds camera 0 goes away for ``--outage`` seconds.
 At the end (SIGTERM) it prints: outages seen vs caused, maps lost only in the gaps (map numbers
 contiguous around each gap), camera 1 untouched, and the process's RSS, threads and open files

@@ -4,7 +4,7 @@
 # checkout's package-dir mapping (esan.runtime -> runtime/ ...) is rebuilt as a plain esan/ tree in WORKDIR.
 # usage: tools/mutation.sh MODULE "TEST FILE..." [WORKDIR]
 #   MODULE as a path in the checkout, e.g. runtime/core/letterbox.py
-#   tools/mutation.sh runtime/core/letterbox.py "tests/test_letterbox.py" /tmp/mut-letterbox
+#   tools/mutation.sh runtime/core/letterbox.py "tests/core/test_letterbox.py" /tmp/mut-letterbox
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mod=$1; tests=$2; work=${3:-/tmp/esan-mutation}

@@ -1,0 +1,1 @@
+"""Shared test doubles and helpers (fakes, simulated TensorRT, servers, viewers, data trees)."""
