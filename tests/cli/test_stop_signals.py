@@ -12,24 +12,14 @@ import signal
 import urllib.request
 from pathlib import Path
 
-import cv2
 import pytest
 from conftest import BUNDLE_LOOKAHEAD
-from support.viewtools import Cli, gray_clip, wait_until
+from support.viewtools import Cli, gray_clip, video_frames, wait_until
 
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return gray_clip(tmp_path_factory.mktemp("clip") / "grey.mp4", 600, (60, 96))
-
-
-def _frames(video: Path) -> int:
-    cap = cv2.VideoCapture(str(video))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def _start(tmp_path: Path, clip: Path, bundle: Path, *extra: str, ignore_sigint: bool = False
@@ -52,7 +42,7 @@ def _check_finalised(out: dict[str, Path]) -> dict:
     report = json.loads(out["report"].read_text())
     written = report["outputs"]
     assert 5 <= written["video_frames"] <= report["frames"] < 600
-    assert _frames(out["video"]) == written["video_frames"]  # the mp4 was closed: it plays to its last frame
+    assert video_frames(out["video"]) == written["video_frames"]  # the mp4 was closed: it plays to its last frame
     assert len(list(out["maps"].glob("*.npy"))) == written["maps_written"] == written["video_frames"]
     return report
 

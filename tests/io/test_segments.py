@@ -6,24 +6,15 @@ import os
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 from support.fakes import FakeScheduler, counter_reader
+from support.viewtools import video_frames
 
 from esan.runtime.core.errors import UserError
 from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs
 from esan.runtime.io.pipeline import run_stream
 from esan.runtime.io.segments import Retention, SegmentRoller, parse_keep
 from esan.runtime.io.sources import FrameSource
-
-
-def _frames(video: Path) -> int:
-    cap = cv2.VideoCapture(str(video))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def test_rolled_segments_each_play_and_keep_bounds_them(tmp_path: Path) -> None:
@@ -44,7 +35,7 @@ def test_rolled_segments_each_play_and_keep_bounds_them(tmp_path: Path) -> None:
         got = sorted(int(p.stem) for p in folder.glob("*.npy"))
         rows = (tmp_path / f"{video.stem}.latency.csv").read_text().splitlines()
         assert rows[0] == "frame,capture_to_written_ms" and [int(r.split(",")[0]) for r in rows[1:]] == got
-        assert _frames(video) == len(got) > 0  # closed, so it plays to its last frame
+        assert video_frames(video) == len(got) > 0  # closed, so it plays to its last frame
         indices += got
     assert indices == list(range(indices[0], 120))  # the kept segments are the last maps, none missing
 

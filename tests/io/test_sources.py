@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from support.fakes import FakeScheduler, counter_reader
+from support.viewtools import video_frames
 
 from esan.runtime.core.errors import UserError
 from esan.runtime.io.outputs import OutputOptions, Outputs, check_outputs
@@ -93,15 +94,6 @@ def _outputs(tmp_path: Path, fps: float = 25.0) -> tuple[OutputOptions, Outputs]
                                 "delay_frames": 3}, fps=fps)
 
 
-def _video_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
-
-
 def test_disconnect_mid_stream_flushes_and_finalises(tmp_path: Path) -> None:
     reader = counter_reader(7, fail=SourceEnded("camera unplugged"))
     src = FrameSource(reader, name="rtsp://u:pw@cam/x", kind="url", live=True, fps=25, queue_size=64)
@@ -113,7 +105,7 @@ def test_disconnect_mid_stream_flushes_and_finalises(tmp_path: Path) -> None:
     report = json.loads(opts.report.read_text())
     assert report["frames"] == 7 and report["stop_reason"] == "source disconnected"
     assert report["delay_frames"] == 3 and report["delay_ms"] == pytest.approx(120.0)
-    assert _video_frames(opts.video) == 7
+    assert video_frames(opts.video) == 7
     assert sorted(p.name for p in opts.maps.iterdir())[-1] == "000006.png"
     assert opts.plot.stat().st_size > 1000
 
@@ -144,7 +136,7 @@ def test_ctrl_c_through_cli_exits_130(tmp_path: Path, monkeypatch: pytest.Monkey
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["interrupted"] and report["stop_reason"] == "interrupted (Ctrl-C)"
     assert 7 <= report["frames"] < 12 and report["frames"] == report["frames_pushed"]  # stopped early, all flushed
-    assert _video_frames(tmp_path / "v.mp4") == report["frames"]
+    assert video_frames(tmp_path / "v.mp4") == report["frames"]
 
 
 def test_realtime_file_drops_when_behind_and_max_frames(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,31 +18,12 @@ import numpy as np
 import pytest
 
 from esan.runtime.backends import plugin_lib
+from esan.runtime.cli.build_plugin import find_nvcc, pip_cublas_root
 from esan.runtime.core import plugin_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = REPO_ROOT / "plugins" / "modulated_deform_conv"
 INFO_HEADER = PLUGIN_DIR / "modulatedDeformConvPluginInfo.h"
-
-
-def _nvcc() -> str | None:
-    found = shutil.which("nvcc")
-    if found:
-        return found
-    for root in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
-        if root and Path(root, "bin", "nvcc").is_file():
-            return str(Path(root, "bin", "nvcc"))
-    return None
-
-
-def _pip_cublas_root() -> str | None:
-    """A pip CUDA wheel folder holding include/cublas_v2.h and lib/libcublas.so.* (nvidia/cu13, nvidia/cublas)."""
-    for entry in sys.path:
-        for sub in ("nvidia/cu13", "nvidia/cublas"):
-            root = Path(entry, sub)
-            if (root / "include" / "cublas_v2.h").is_file() and any((root / "lib").glob("libcublas.so*")):
-                return str(root)
-    return None
 
 
 def _gpu_arch() -> str | None:
@@ -74,7 +54,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
         pytest.skip("no C++ compiler (c++/g++/clang++) on PATH")
     folder = tmp_path_factory.mktemp("esan_plugins_build")
     args = ["cmake", "-S", str(REPO_ROOT / "plugins"), "-B", str(folder), "-DCMAKE_BUILD_TYPE=Release"]
-    nvcc = _nvcc()
+    nvcc = find_nvcc()
     if nvcc:
         args.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
         arch = _gpu_arch()
@@ -82,7 +62,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
             args.append(f"-DESAN_CUDA_ARCHITECTURES={arch}")
     else:
         args.append("-DESAN_DCN_WITH_CUDA=OFF")
-    cublas = _pip_cublas_root()
+    cublas = pip_cublas_root()
     if cublas:
         args.append(f"-DESAN_CUBLAS_ROOT={cublas}")
     trt_root = os.environ.get("TENSORRT_ROOT")

@@ -29,6 +29,16 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars"]
 
 
+def video_frames(path: Path) -> int:
+    """How many frames OpenCV decodes from ``path`` (0 for a file that does not play)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
 def gray_clip(path: Path, n: int, hw: tuple[int, int] = (240, 320), fps: float = 25.0) -> Path:
     """A grey-only clip (a bright disc moving over a grey texture): any colour on screen is the overlay."""
     h, w = hw
