@@ -80,9 +80,9 @@ def quantize_bundle(
     flavour: str = "ort", threads: int = 0, progress: Callable[[str], None] = print,
 ) -> Path:  # fmt: skip
     """An int8 bundle at ``out`` from an existing fp32 (standard DCN) bundle: same graphs, quantized."""
+    from esan.export.bundle_files import install_bundle, prepare_target
     from esan.export.graphs import GRAPH_NAMES
     from esan.export.manifest_writer import graph_entry, read_manifest, write_manifest
-    from esan.export.onnx_export import _install, _prepare_target
     from esan.runtime.core.bundle import load_bundle
     from esan.runtime.core.version import utc_now
 
@@ -91,7 +91,7 @@ def quantize_bundle(
         raise UserError(f"{fp32_bundle} is a {src.precision} / {src.dcn} bundle; int8 quantizes fp32 bundles "
                         "with --dcn standard")  # fmt: skip
     out = Path(out)
-    _prepare_target(out)
+    prepare_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -112,7 +112,7 @@ def quantize_bundle(
             checks={g: {"fp32_vs_torch": old_checks.get(g), "int8_vs_fp32": checks.get(g)} for g in GRAPH_NAMES},
         )  # fmt: skip
         write_manifest(tmp, manifest)
-        _install(tmp, out)
+        install_bundle(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import tempfile
 import time
@@ -25,9 +24,10 @@ import onnx
 import torch
 
 from esan.export import dcn_onnx, graphs, parity
+from esan.export.bundle_files import install_bundle, prepare_target
 from esan.export.manifest_writer import build_manifest, graph_entry, write_manifest
 from esan.export.onnx_fold import fold_initializer_slices
-from esan.runtime.core.bundle import MANIFEST, sha256_file
+from esan.runtime.core.bundle import sha256_file
 from esan.runtime.core.errors import UserError
 from esan.train import checkpoint
 from esan.train.model import ESAN
@@ -103,25 +103,6 @@ def check_graph(
     return summary
 
 
-def _prepare_target(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
-        raise UserError(f"{out} exists and is not a bundle directory; choose another --out or empty it")
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished temp bundle to ``out``, replacing an older bundle there."""
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a bundle is as readable as any other output
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{int(time.time() * 1000)}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_bundle(
     ckpt: str | Path,
     out: str | Path,
@@ -156,7 +137,7 @@ def export_bundle(
     graph_precision = "fp32" if int8 else precision
     if batch not in ("dynamic", 1):
         raise UserError(f"--batch must be 'dynamic' or 1, got {batch!r}")
-    _prepare_target(out)
+    prepare_target(out)
     model = model if model is not None else checkpoint.load(ckpt)
     ckpt_sha = sha256_file(ckpt)
     defs = graphs.build_graphs(model, lookahead, graph_precision)
@@ -208,7 +189,7 @@ def export_bundle(
         if int8_record is not None:
             manifest["int8"] = int8_record
         write_manifest(tmp, manifest)
-        _install(tmp, out)
+        install_bundle(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -80,7 +80,7 @@ def test_hash_mismatch(tmp_path):
     [
         ({"format": "something-else"}, "not an esan-rt-bundle manifest"),
         ({"format_version": 99}, "upgrade esan-rt or re-export"),
-        ({"precision": "int8"}, "unknown precision"),
+        ({"precision": "int4"}, "unknown precision"),
         ({"graphs": {}}, "missing from manifest.json"),
     ],
 )

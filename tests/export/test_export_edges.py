@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
-from esan.export import onnx_export  # noqa: E402
+from esan.export import bundle_files  # noqa: E402
 from esan.export.onnx_export import MIN_OPSET, export_bundle  # noqa: E402
 from esan.runtime.core.errors import UserError  # noqa: E402
 
@@ -40,10 +40,10 @@ def _bundle_dir(path, marker: str):
 
 def test_reexport_replaces_an_existing_bundle_whole(tmp_path):
     out = _bundle_dir(tmp_path / "bundle", "old")
-    onnx_export._prepare_target(out)  # an existing bundle may be replaced
+    bundle_files.prepare_target(out)  # an existing bundle may be replaced
     new = _bundle_dir(tmp_path / ".bundle.tmp-1", "new")
     new.chmod(0o700)
-    onnx_export._install(new, out)
+    bundle_files.install_bundle(new, out)
     assert json.loads((out / "manifest.json").read_text()) == {"marker": "new"}
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "new.onnx"]  # no stale file of the old one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # neither the temp dir nor the old copy left
@@ -59,7 +59,7 @@ def test_target_that_is_not_a_bundle_is_refused(tmp_path, what):
         out.mkdir()
         (out / "mine.txt").write_text("x")
     with pytest.raises(UserError, match="exists and is not a bundle directory; choose another --out or empty it"):
-        onnx_export._prepare_target(out)
-    onnx_export._prepare_target(tmp_path / "new")  # absent: fine
+        bundle_files.prepare_target(out)
+    bundle_files.prepare_target(tmp_path / "new")  # absent: fine
     (tmp_path / "empty").mkdir()
-    onnx_export._prepare_target(tmp_path / "empty")  # empty: fine
+    bundle_files.prepare_target(tmp_path / "empty")  # empty: fine
