@@ -14,8 +14,7 @@ bit-identical; ``benchmarks/results/ort_fixed_batch_sessions.json``). So, per gr
   single-stream run never holds the graph twice.
 
 Only ONNX Runtime's CPU execution provider gets the single-stream specialisation; GPU providers (CUDA, the
-TensorRT EP with its engine cache keyed by shapes), static batch-1 bundles and int8 bundles keep one session
-per graph.
+TensorRT EP with its engine cache keyed by shapes) and static batch-1 bundles keep one session per graph.
 """
 
 from __future__ import annotations
@@ -47,9 +46,7 @@ class SessionSet:
     def __init__(self, bundle: Bundle, make_options: Callable[[], Any], open: Opener, *, specialise: bool) -> None:
         self.bundle = bundle
         self._make_options, self._open = make_options, open
-        # int8 (QDQ) graphs keep one session: with fixed shapes ORT fuses their quantized nodes differently, and
-        # the cached schedule must equal the naive one on the same graphs (docs/design.md section 7)
-        self.specialise = specialise and bundle.batch == "dynamic" and bundle.precision != "int8"
+        self.specialise = specialise and bundle.batch == "dynamic"
         self.single: dict[str, Any] = {}
         self.dynamic: dict[str, Any] = {}
         for name in bundle.graphs:
