@@ -73,8 +73,9 @@ class BundleNaiveEngine:
 class BundleNaiveBackend(NaiveBackend):
     """``NaiveBackend`` whose backward window is the engine's recompute-from-zero (``bwd_window`` graph)."""
 
-    def backward_window(self, xs: Sequence[Any]) -> Any:
-        return self.engine.backward_window(xs)
+    def backward_window_batch(self, xss: Sequence[Sequence[Any]]) -> list[Any] | None:
+        hbs = [self.engine.backward_window(xs) for xs in xss]
+        return None if any(hb is None for hb in hbs) else hbs
 
 
 def naive_backend(bundle_dir: str | os.PathLike, threads: int | None = None) -> BundleNaiveBackend:

@@ -103,9 +103,6 @@ def test_int8_bundle_manifest_graphs_and_calibration_cache(int8_bundle):
         assert b.checks[g]["int8_vs_fp32"]["corr"] >= 0.98, g
 
 
-@pytest.mark.xfail(strict=True, reason="known regression after the merges of this change: on the int8 graphs the "
-                   "bwd_window path of the cached schedule differs from the naive one by up to 5e-4 (frames that "
-                   "step the backward cell match exactly); passes on the int8 branch alone; see issue 22's note")
 def test_int8_stream_cached_equals_naive_and_follows_fp32(int8_bundle, tiny_bundle, held_out):
     """The streaming schedule is unchanged by quantization (cached == naive on the int8 graphs, 1e-4); the
     maps differ from fp32 by quantization error only (CC, KLD on frames never calibrated on)."""
