@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esan.runtime.backends import KINDS
+from esan.runtime.core.assets import DEMO_BUNDLE, DEMO_CHECKPOINT
 from esan.runtime.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -188,11 +189,14 @@ def prepare(
         if backend.lower() == "torch":
             raise UserError("--backend torch runs a checkpoint: pass --checkpoint CKPT instead of --bundle")
         if not (Path(bundle) / "manifest.json").is_file():
-            raise UserError(f"{bundle} is not a bundle (no manifest.json); export one with export/to_onnx.py")
+            raise UserError(f"{bundle} is not a bundle (no manifest.json); export one with "
+                            "`esan-rt export CKPT --out DIR`")
         loaded = load_bundle(bundle)  # the one load: the backend opens this object
     elif not Path(checkpoint).is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist; check the path (train one with `esan-train fit`)")
     choice = choose_backend(backend, device, bundle=loaded)  # auto never picks torch
+    if loaded is None and choice.backend == "ort" and precision in (None, "fp32") and _is_demo(checkpoint):
+        loaded, checkpoint = load_bundle(DEMO_BUNDLE), None  # its shipped ONNX bundle: no export, no PyTorch
     if lookahead is None:
         lookahead = loaded.lookahead if loaded is not None else DEFAULT_LOOKAHEAD
     session = Session(choice, lookahead, backward_chunk, precision, threads, max_streams, max_batch,
@@ -200,6 +204,11 @@ def prepare(
     if loaded is not None:
         session._bundle = session._fit(loaded)
     return session
+
+
+def _is_demo(checkpoint: str | os.PathLike) -> bool:
+    """Whether ``checkpoint`` is the shipped demo model (whose ONNX bundle ships beside it)."""
+    return Path(checkpoint).resolve() == DEMO_CHECKPOINT.resolve() and (DEMO_BUNDLE / "manifest.json").is_file()
 
 
 def open(  # noqa: A001 - esan.runtime.open, as the built-in opens a file

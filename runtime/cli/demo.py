@@ -79,14 +79,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.frames < 1:
         raise UserError(f"--frames must be >= 1, got {args.frames}")
-    if args.checkpoint:  # exported to a cached bundle on first use (needs the train extra)
-        model, model_name = {"checkpoint": args.checkpoint}, Path(args.checkpoint).name
-    else:  # the shipped bundle: no PyTorch needed
-        if not (DEMO_BUNDLE / "manifest.json").is_file():
-            raise UserError(f"the demo bundle {DEMO_BUNDLE} is not installed; reinstall esan-rt")
-        model, model_name = {"bundle": str(DEMO_BUNDLE)}, DEMO_CHECKPOINT.name
-    plan = rt.prepare(model.get("checkpoint"), bundle=model.get("bundle"), backend="ort", device="cpu",
-                      lookahead=args.lookahead)
+    if not args.checkpoint and not (DEMO_BUNDLE / "manifest.json").is_file():
+        raise UserError(f"the demo bundle {DEMO_BUNDLE} is not installed; reinstall esan-rt")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else DEMO_CHECKPOINT  # runs its shipped bundle (session)
+    plan = rt.prepare(checkpoint, backend="ort", device="cpu", lookahead=args.lookahead)
+    model_name = checkpoint.name
     out = Path(args.out)
     try:
         check_writable_dir(out)

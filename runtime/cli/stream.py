@@ -140,18 +140,15 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "server", None):
         return run_remote(args, opts)
     from esan.runtime import session as rt
-    from esan.runtime.core.assets import DEMO_BUNDLE, DEMO_CHECKPOINT
+    from esan.runtime.core.assets import DEMO_CHECKPOINT
 
     if args.checkpoint is None and args.bundle is None:
         args.checkpoint = str(DEMO_CHECKPOINT)
         _log(f"no --checkpoint/--bundle given: using the bundled tiny demo model {DEMO_CHECKPOINT.name} "
              "(trained on synthetic data; pass your own checkpoint for real use)")
-    options = dict(backend=args.backend, device=args.device, lookahead=args.lookahead,
-                   backward_chunk=args.backward_chunk, precision=args.precision, threads=args.threads, log=_log)
-    plan = rt.prepare(args.checkpoint, bundle=args.bundle, **options)
-    if (args.checkpoint is not None and Path(args.checkpoint) == DEMO_CHECKPOINT and plan.choice.backend == "ort"
-            and args.precision in (None, "fp32")):  # fmt: skip
-        plan = rt.prepare(bundle=DEMO_BUNDLE, **options)  # the demo model's shipped ONNX bundle: no PyTorch needed
+    plan = rt.prepare(args.checkpoint, bundle=args.bundle, backend=args.backend, device=args.device,
+                      lookahead=args.lookahead, backward_chunk=args.backward_chunk, precision=args.precision,
+                      threads=args.threads, log=_log)  # fmt: skip
     args.backend_choice = plan.choice.record(args.backend, args.device)
     sources = (args.open_cameras() if getattr(args, "cameras", None) is not None else
                open_sources(args.inputs, queue_size=args.queue_size, realtime=args.realtime,
