@@ -136,10 +136,11 @@ def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[
     from esan.bench.naive_onnx import export_naive_graphs
     from esan.export.onnx_export import export_bundle
     from esan.runtime.core.bundle import FORMAT_VERSION
+    from esan.runtime.core.cache_paths import GRAPH_REVISION
     from esan.train.checkpoint import save
 
     key = {"source": source_key(args), "lookahead": args.lookahead, "precision": args.precision, "dcn": "standard",
-           "format_version": FORMAT_VERSION}  # a cache from before the batch axis is re-exported
+           "format_version": FORMAT_VERSION, "graph_revision": GRAPH_REVISION}  # older exports are redone
     marker = cache / "bench_key.json"
     bundle, naive = cache / "bundle", cache / "naive"
     from esan.bench.naive_onnx import read_naive_manifest
@@ -305,6 +306,12 @@ def run(args: argparse.Namespace) -> int:
         from esan.bench.serving import run_served
 
         return run_served(args)
+    from esan.bench.precisions import is_comparison
+
+    if is_comparison(args.precision):
+        from esan.bench.precisions import run_precisions
+
+        return run_precisions(args)
     from esan.bench.multistream import parse_streams
 
     t_start = time.perf_counter()
@@ -389,8 +396,9 @@ def run(args: argparse.Namespace) -> int:
             "achieved GFLOP/s = GFLOPs per frame / p50",
             "stage times are wall times of backend calls inside push; 'other' = letterboxing + Python overhead",
         ]
-        + ([f"ORT constant-folds W_h*0 of the first step of the cached bwd_window graph: it executes L = {L} "
-            f"recurrent convs where the count assumes L+1"] if args.backend == "ort" and C == 1 else []),
+        + ([f"the cached bwd_window graph starts from the zero state without the recurrent conv on it: it "
+            f"executes L = {L} recurrent convs where the count assumes L+1"]
+           if args.backend in ("ort", "trt") and C == 1 else []),
     }
     report = bench_report.build_report(settings, {n: r.log for n, r in runners.items()}, gflops, meta)
     if multistream is not None:

@@ -1,7 +1,8 @@
 """Bundle cache: ``--checkpoint`` with the ONNX Runtime / TensorRT backends exports once, then reuses.
 
 Layout: ``$ESAN_CACHE_DIR/<key>/`` (default ``~/.cache/esan-rt/bundles/<key>/``) with
-``key = <checkpoint sha256[:16]>-L<lookahead>-<precision>-<dcn>-f<bundle format version>``; an entry
+``key = <checkpoint sha256[:16]>-L<lookahead>-<precision>-<dcn>-f<bundle format>-g<graph revision>``
+(``esan.runtime.core.cache_paths``); an entry
 that is not a dynamic-batch bundle (made before the batch axis) is rebuilt too. The exporter writes into a
 temporary sibling directory and renames it into place only once every graph passed its check, so a
 reader never sees half a bundle and an interrupted export leaves nothing behind.

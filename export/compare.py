@@ -8,7 +8,10 @@ and engines are present, on TensorRT (``TrtRunner`` on the bundle's engine); its
 1e-4, scaled by the reference's magnitude above 1; fp16: correlation >= 0.999 and relative L2 error
 <= 1 %, so a wrong scale or offset fails too). On top, our table: max abs error, correlation and
 relative L2 error per backend, graph and output. Unavailable backends are skipped with a
-note. Exit code 1 when an output misses the tolerance. Helpers: ``esan.export.compare_runners``.
+note. Then one end-to-end row (``--e2e-frames``, ``esan.export.compare_e2e``): the bundle streamed on ONNX
+Runtime against the checkpoint streamed in fp32 PyTorch, maps judged by the precision's rule (for int8: mean
+CC >= 0.99, mean KLD <= 0.02), its ``corr`` column the mean per-frame CC. Exit code 1 when an output misses
+the tolerance. Helpers: ``esan.export.compare_runners``.
 """
 
 from __future__ import annotations
@@ -116,7 +119,17 @@ def format_table(rows: list) -> str:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``esan-rt compare``."""
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    if args.e2e_frames < 0:
+        raise UserError(f"--e2e-frames must be >= 0, got {args.e2e_frames}")
     rows, notes = compare_bundle(args.bundle, args.checkpoint, backends)
+    if args.e2e_frames and "ort" in backends:
+        from esan.export.compare_e2e import end_to_end
+
+        e = end_to_end(args.bundle, args.checkpoint, args.e2e_frames)
+        rows.append(("ort", "end-to-end", "map", e["max_abs"], e["cc_mean"], e["rel_l2"], e["ok"]))
+        notes.append(f"end-to-end: {e['frames']} sample-clip frames streamed, {e['precision']} bundle on ONNX Runtime "
+                     f"vs the checkpoint in fp32 PyTorch: CC mean {e['cc_mean']:.5f} (min {e['cc_min']:.5f}), "
+                     f"KLD mean {e['kld_mean']:.2e}; 'corr' is the mean per-frame CC")  # fmt: skip
     print(format_table(rows))
     for note in notes:
         print(f"note: {note}")

@@ -87,11 +87,18 @@ class CellGraph(nn.Module):
         h, c = self.model.cell_step(self.direction, x.to(torch.float32), h, c)
         return h.to(self.dtype), c
 
+    def first(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``forward(x, 0, 0)`` without the recurrent conv on the zero state (same values, one conv fewer)."""
+        h, c = self.model.cell_first_step(self.direction, x.to(torch.float32))
+        return h.to(self.dtype), c
+
 
 class BwdWindowGraph(nn.Module):
     """``xs [B*(L+1),G,h,w] -> hb [B,...]``: per stream, the backward cell from zero over its ``xs[L], ..., xs[0]``.
 
-    Identical, cast for cast, to running ``CellGraph("bwd")`` L+1 times.
+    Identical, cast for cast, to running ``CellGraph("bwd")`` L+1 times from the zero state; the first step
+    skips the recurrent conv on ``h = 0`` (``CellGraph.first``): no batch-dependent zero state is built, so
+    the graph holds L recurrent convs, not L + 1, with a static or a dynamic batch axis alike.
     """
 
     def __init__(self, model: ESAN, lookahead: int, dtype: torch.dtype) -> None:
@@ -101,9 +108,8 @@ class BwdWindowGraph(nn.Module):
 
     def forward(self, xs: Tensor) -> Tensor:
         x = xs.unflatten(0, (-1, self.lookahead + 1))  # [B, L+1, G, h, w]
-        h, c = self.step.model.zero_state(x[:, 0])
-        h, c = h.to(self.dtype), c.to(torch.float32)
-        for i in range(self.lookahead, -1, -1):
+        h, c = self.step.first(x[:, self.lookahead])
+        for i in range(self.lookahead - 1, -1, -1):
             h, c = self.step(x[:, i], h, c)
         return h
 

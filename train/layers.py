@@ -157,6 +157,16 @@ class ConvLSTMCell(nn.Module):
         h_new = torch.sigmoid(o) * torch.tanh(c_new)
         return h_new, c_new
 
+    def first_step(self, x_proj: Tensor) -> tuple[Tensor, Tensor]:
+        """``step`` from the zero state, without the recurrent conv on ``h = 0`` (bit-identical result).
+
+        Exported graphs use it so the ``W_h * 0`` convolution is absent from the graph, whatever the batch
+        axis (an exporter cannot fold it away when the zero state's shape depends on a dynamic batch).
+        """
+        i, _, o, g = torch.chunk(x_proj, 4, dim=1)
+        c_new = torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
 
 class ConvLSTM(nn.Module):
     """Holder matching the authors' ``lstm_*.cell_list.0`` key names."""

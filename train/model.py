@@ -103,6 +103,11 @@ class ESAN(nn.Module):
         lstm = {"fwd": self.lstm_forw, "bwd": self.lstm_back}[direction]
         return lstm.cell.step(x_proj, h, c)
 
+    def cell_first_step(self, direction: str, x_proj: Tensor) -> tuple[Tensor, Tensor]:
+        """``cell_step`` from the zero state (``zero_state``), without the recurrent conv on zeros."""
+        lstm = {"fwd": self.lstm_forw, "bwd": self.lstm_back}[direction]
+        return lstm.cell.first_step(x_proj)
+
     def zero_state(self, x_proj: Tensor) -> tuple[Tensor, Tensor]:
         """Zero ``(h, c)`` matching a projected input's batch, size, device and dtype."""
         shape = (x_proj.shape[0], self.cfg.hidden, *x_proj.shape[2:])

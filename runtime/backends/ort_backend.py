@@ -46,8 +46,30 @@ except ImportError as exc:  # pragma: no cover - onnxruntime is a base dependenc
 DEVICES = ("cpu", "cuda", "tensorrt")
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (containers).
+
+    ONNX Runtime's own default counts the host's physical cores, which oversubscribes a container limited
+    to fewer (and ignores ``taskset``).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 CPU controller here: the affinity mask is the limit
+    return max(1, cores)
+
+
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """Graph optimisation ALL, sequential execution, ``threads`` intra-op threads (None: ORT default).
+    """Graph optimisation ALL, sequential execution, ``threads`` intra-op threads (None: ``usable_cores()``).
 
     Idle intra-op threads sleep instead of spinning: the pipeline's capture and writer threads need those
     cores (a spinning pool cost 3x throughput with outputs on a busy 2-core machine).
@@ -56,8 +78,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.inter_op_num_threads = 1
-    if threads:
-        so.intra_op_num_threads = int(threads)
+    so.intra_op_num_threads = int(threads or usable_cores())
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so

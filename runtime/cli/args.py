@@ -36,8 +36,9 @@ def _stream_args(p: argparse.ArgumentParser) -> None:
                         "else ONNX Runtime on the CPU; the choice and why are printed and reported)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads of the inference library (ONNX Runtime intra-op, torch); default: its own "
-                        "(all cores). 1 leaves the other cores to capture and output threads")
+                   help="CPU threads of the inference library (ONNX Runtime intra-op, torch); default: ONNX Runtime "
+                        "the cores this process may use (affinity, container quota), torch its own. 1 leaves the "
+                        "other cores to capture and output threads")
     p.add_argument("--lookahead", type=int, default=8, metavar="L",
                    help="future frames the backward pass sees; delay = L + T frames (default: 8)")
     p.add_argument("--backward-chunk", type=int, default=1, metavar="C",
@@ -126,9 +127,13 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (esan-rt export)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint the bundle was exported from")
     p.add_argument("--backends", default="ort,trt", help="comma-separated backends: ort, trt (default: ort,trt)")
+    p.add_argument("--e2e-frames", type=int, default=24, metavar="N",
+                   help="end to end: stream N sample-clip frames through the bundle (ONNX Runtime CPU) and the "
+                        "checkpoint (PyTorch fp32) and compare the maps (default 24; 0: per graph only)")
 
 
-COMMANDS.register("compare", "Run every bundle graph on ONNX Runtime / TensorRT against PyTorch; print the errors.",
+COMMANDS.register("compare", "Run every bundle graph on ONNX Runtime / TensorRT against PyTorch, then stream the "
+                  "whole bundle against the checkpoint; print the errors.",
                   "esan.export.compare:run", _compare_args)
 
 

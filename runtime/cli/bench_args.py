@@ -14,7 +14,13 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=(AUTO, *KINDS), default="auto",
                    help="default: auto = trt with a GPU, else ort on CUDA, else ort on the CPU (printed and reported)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--precision", default="fp32", metavar="P[,P...]",
+                   help="fp32 (default), fp16, or a comma list of fp32, fp16, int8 (e.g. fp32,int8): the cached "
+                        "schedule in each precision side by side in one run, speed-ups over the first (with int8, "
+                        "a list or alone, only this comparison runs: there are no naive int8 graphs)")
+    p.add_argument("--calib", metavar="VIDEO|DIR|URL",
+                   help="int8: footage to calibrate on (default: the generated sample clip; real footage is better)")
+    p.add_argument("--calib-frames", type=int, default=240, metavar="N", help="int8: calibration frames (default 240)")
     p.add_argument("--lookahead", type=int, default=8, metavar="L", help="default: 8")
     p.add_argument("--backward-chunk", type=int, default=1, metavar="C",
                    help="cached schedule only (approximation); the naive schedule is always exact (default: 1)")
@@ -24,7 +30,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="unmeasured frames after the pipeline is full (default: 2); the L+T fill frames are "
                         "always unmeasured too")
     p.add_argument("--out", default="./esan-bench", metavar="DIR", help="output folder (default: ./esan-bench)")
-    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads (default: the library's)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op threads (default: ONNX Runtime the usable cores, torch its own)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="torch + cuda: capture the cached per-frame step as a CUDA graph")
     p.add_argument("--channels-last", action="store_true", help="torch: channels_last memory format (cached)")

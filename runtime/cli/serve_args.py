@@ -45,7 +45,8 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                    help="larger frames are refused, for that request only (default: 8K)")
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
                    help="a stream that sends nothing for S seconds is freed (default: 30)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU intra-op threads per instance (default: library's)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU intra-op threads per instance (default: the usable cores)")
     p.add_argument("--instances", type=int, default=1, metavar="N", help="model instances (default: 1)")
     p.add_argument("--exit-timeout-secs", type=int, default=3, metavar="S",
                    help="how long a stopping server waits for requests in flight (default: 3)")

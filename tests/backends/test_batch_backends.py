@@ -167,7 +167,7 @@ def test_cache_key_has_the_format_and_old_entries_are_rebuilt(tiny_bundle, tiny_
     from esan.runtime.core.cache_paths import bundle_key
 
     key = bundle_key(tiny_checkpoint, 2)
-    assert key.endswith("-L2-fp32-standard-f2")
+    assert key.endswith("-L2-fp32-standard-f2-g2")
     monkeypatch.setenv("ESAN_CACHE_DIR", str(tmp_path / "cache"))
     entry = static_batch1_bundle(tiny_bundle, tmp_path / "cache" / key)  # an old entry under the new key
     assert not bundle_cache._valid_bundle(entry)

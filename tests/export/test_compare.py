@@ -16,9 +16,12 @@ def test_compare_prints_table(tiny_bundle, tiny_checkpoint, capsys):
     lines = out.splitlines()
     assert lines[0].split() == ["backend", "graph", "output", "max_abs", "corr", "rel_l2", "ok"]
     rows = [line.split() for line in lines if line.startswith("ort ")]
-    assert {r[1] for r in rows} == {"encoder", "aligner", "cell_fwd", "cell_bwd", "bwd_window", "decoder"}
-    assert len(rows) == 10 + 2 + 2 + 2 + 1 + 1
+    assert {r[1] for r in rows} == {"encoder", "aligner", "cell_fwd", "cell_bwd", "bwd_window", "decoder", "end-to-end"}
+    assert len(rows) == 10 + 2 + 2 + 2 + 1 + 1 + 1
     assert all(r[-1] == "yes" and float(r[3]) <= 1e-4 for r in rows)
+    e2e = next(r for r in rows if r[1] == "end-to-end")
+    assert e2e[2] == "map" and float(e2e[4]) > 0.9999  # mean per-frame CC of the streamed maps
+    assert any(line.startswith("note: end-to-end: 24 sample-clip frames streamed, fp32 bundle") for line in lines)
     import importlib.util
 
     assert not [line for line in lines if line.startswith("trt ")]  # the tiny bundle has no engines
@@ -68,7 +71,7 @@ def test_compare_catches_a_wrong_graph(tiny_bundle, tiny_checkpoint, tmp_path, c
     rc = main(["compare", str(bundle), "--checkpoint", str(tiny_checkpoint), "--backends", "ort"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("ort ")]
     assert rc == 1
-    assert [r[1] for r in rows if r[-1] == "NO"] == ["decoder"]
+    assert [r[1] for r in rows if r[-1] == "NO"] == ["decoder", "end-to-end"]  # per graph and in the streamed maps
     assert float(next(r for r in rows if r[1] == "decoder")[3]) > 1e-4
 
 
@@ -118,7 +121,7 @@ def test_compare_fails_an_fp16_graph_with_a_wrong_scale(tiny_bundle_fp16, tiny_c
     manifest["graphs"]["aligner"]["sha256"] = hashlib.sha256((bundle / "aligner.onnx").read_bytes()).hexdigest()
     (bundle / "manifest.json").write_text(json.dumps(manifest))
 
-    rc = main(["compare", str(bundle), "--checkpoint", str(tiny_checkpoint), "--backends", "ort"])
+    rc = main(["compare", str(bundle), "--checkpoint", str(tiny_checkpoint), "--backends", "ort", "--e2e-frames", "0"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("ort ")]
     assert rc == 1
     bad = [(r[1], r[2]) for r in rows if r[-1] == "NO"]
@@ -126,3 +129,20 @@ def test_compare_fails_an_fp16_graph_with_a_wrong_scale(tiny_bundle_fp16, tiny_c
     row = next(r for r in rows if r[1:3] == ["aligner", "xf"])
     assert float(row[4]) > 0.999  # the correlation alone would have passed it
     assert float(row[5]) > 0.9  # relative L2 error of a doubled output: 1
+
+
+def test_end_to_end_rule_follows_the_precision():
+    from esan.export.compare_e2e import judge
+
+    exact = {"max_abs": 5e-5, "cc_mean": 1.0, "rel_l2": 1e-5, "kld_mean": 0.0}
+    assert judge("fp32", exact) and not judge("fp32", {**exact, "max_abs": 2e-4})
+    assert judge("fp16", {**exact, "max_abs": 1e-2}) and not judge("fp16", {**exact, "rel_l2": 0.02})
+    assert not judge("fp16", {**exact, "cc_mean": 0.998})
+    assert judge("int8", {**exact, "max_abs": 0.1, "cc_mean": 0.995, "kld_mean": 0.01})
+    assert not judge("int8", {**exact, "cc_mean": 0.985}) and not judge("int8", {**exact, "kld_mean": 0.03})
+
+
+def test_negative_e2e_frames_is_one_line(tiny_bundle, tiny_checkpoint, capsys):
+    rc = main(["compare", str(tiny_bundle), "--checkpoint", str(tiny_checkpoint), "--e2e-frames", "-1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--e2e-frames must be >= 0" in err and len(err.strip().splitlines()) == 1

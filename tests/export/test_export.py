@@ -65,6 +65,27 @@ def test_fp32_parity_per_graph(tiny_bundle, tiny_model):
     assert all(t.dynamic for g in bundle.graphs.values() for t in g.inputs + g.outputs)
 
 
+def test_bwd_window_runs_l_recurrent_convs_and_equals_l_plus_1_cell_steps(tiny_bundle, tiny_model):
+    """The first backward step starts from zero without a conv on it: L convs, and the L + 1 steps' result."""
+    import onnxruntime as ort
+
+    from esan.runtime.core.bundle import load_bundle
+
+    bundle = load_bundle(tiny_bundle)
+    nodes = onnx.load(bundle.graph_path("bwd_window")).graph.node
+    assert sum(n.op_type == "Conv" for n in nodes) == LOOKAHEAD  # not L + 1, with the batch axis dynamic
+    xs = graphs.sample_inputs(tiny_model, LOOKAHEAD, seed=4, batch=2)["bwd_window"]["xs"]
+    sess = ort.InferenceSession(str(bundle.graph_path("bwd_window")), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"xs": xs})[0]
+    step = graphs.build_graphs(tiny_model, LOOKAHEAD)["cell_bwd"].module
+    x = torch.from_numpy(xs).unflatten(0, (2, LOOKAHEAD + 1))
+    h, c = tiny_model.zero_state(x[:, 0])
+    with torch.no_grad():
+        for i in range(LOOKAHEAD, -1, -1):  # the plain cell from the zero state, every step with its conv
+            h, c = step(x[:, i], h, c)
+    np.testing.assert_allclose(got, h.numpy(), rtol=0, atol=1e-5)
+
+
 def test_fp16_parity_and_dtypes(tiny_bundle_fp16, tiny_model):
     bundle, results = _parity(tiny_bundle_fp16, tiny_model, "fp16")
     for name, per_out in results.items():
@@ -223,6 +244,29 @@ def test_export_check_runs_two_different_streams_in_one_call(tiny_model, tmp_pat
     bad = export_graph(bad_def, samples["decoder"], tmp_path / "bad.onnx", "standard", 19)
     with pytest.raises(RuntimeError, match="disagrees"):
         check_graph(bad_def, defs["decoder"], bad, samples["decoder"], "fp32")
+
+
+class _ExtraOutput(torch.nn.Module):
+    """A decoder that also returns its input: one output more than the contract names."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, hf, hb):
+        return self.inner(hf, hb), hf * 2
+
+
+def test_exported_io_names_must_match_the_contract(tiny_model, tmp_path):
+    from esan.export.onnx_export import export_graph
+
+    defs = graphs.build_graphs(tiny_model, 0)
+    sample = graphs.sample_inputs(tiny_model, 0, batch=1)["decoder"]
+    bad = dataclasses.replace(defs["decoder"], module=_ExtraOutput(defs["decoder"].module))
+    with pytest.raises(RuntimeError, match="does not match the contract") as err:
+        export_graph(bad, sample, tmp_path / "bad.onnx", "standard", 19)
+    assert str(err.value).startswith("decoder: exported I/O ['hf', 'hb'] -> ['map', "), err.value
+    assert not (tmp_path / "bad.onnx").exists(), "a graph that breaks the contract must not be saved"
 
 
 def test_static_batch1_export_writes_a_format1_manifest(tiny_model, tmp_path):

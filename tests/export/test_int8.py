@@ -184,3 +184,13 @@ def test_compare_judges_int8_graphs_against_fp32_pytorch(int8_bundle, tiny_check
     assert all(ok for *_, ok in rows), rows
     assert any(row[3] > 1e-3 for row in rows)  # judged as int8, not by the fp32 rule
     assert not passes({"max_abs": 0.5, "corr": INT8_MIN_CORR - 1e-3, "ref_max": 1.0}, "int8")
+
+
+def test_compare_streams_the_int8_bundle_end_to_end(int8_bundle, tiny_checkpoint):
+    """The end-to-end row: int8 bundle on ORT vs the fp32 checkpoint on PyTorch, judged by CC and KLD."""
+    from esan.export.compare_e2e import INT8_MAX_KLD, INT8_MIN_CC, end_to_end
+
+    e = end_to_end(int8_bundle, tiny_checkpoint, frames=16, threads=1)
+    assert e["precision"] == "int8" and e["frames"] == 16
+    assert e["cc_mean"] >= INT8_MIN_CC and e["kld_mean"] <= INT8_MAX_KLD and e["ok"], e
+    assert e["max_abs"] > 1e-4  # quantized: not the fp32 stream bit for bit, yet within the int8 rule

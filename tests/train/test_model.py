@@ -45,3 +45,15 @@ def test_paper_forward_at_reduced_batch():
     with torch.no_grad():
         y = model(torch.randn(1, 2, 3, *cfg.input_size), lookahead=1)
     assert y.shape == (1, 2, 1, 128, 160) and torch.isfinite(y).all()
+
+
+def test_first_step_from_zero_equals_a_full_step_bit_for_bit():
+    torch.manual_seed(3)
+    model = ESAN(ESANConfig.tiny()).eval()
+    x = torch.randn(2, 4 * model.cfg.hidden, 5, 7) * 3
+    h0, c0 = model.zero_state(x)
+    for direction in ("fwd", "bwd"):
+        with torch.no_grad():
+            full = model.cell_step(direction, x, h0, c0)
+            first = model.cell_first_step(direction, x)
+        assert all(torch.equal(a, b) for a, b in zip(full, first, strict=True)), direction

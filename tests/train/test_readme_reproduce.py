@@ -44,6 +44,31 @@ def test_readme_sections_have_the_commands():
         assert row in text, row
 
 
+def assert_scores_equal_direct_metrics(argv: list[str], result: dict) -> None:
+    """The command's scores equal the metrics computed here, frame by frame, on the maps of the same model.
+
+    The maps come from the prediction functions directly and are scored with the metric functions
+    (``test_evaluate_scores.direct_means``), so a wrong split, a frame misalignment, a resize or blur slip
+    between the command and its scores changes the numbers. AUC-J and s-AUC draw random numbers and are
+    left to that file's own tests.
+    """
+    from test_evaluate_scores import direct_means
+
+    from esan.train import checkpoint
+    from esan.train.data import scan_split, splits_of
+    from esan.train.evaluate import model_predictor, postprocess
+
+    opt = {a: argv[argv.index(a) + 1] for a in ("--checkpoint", "--data", "--dataset", "--split") if a in argv}
+    videos = scan_split(os.path.expanduser(opt["--data"]), opt["--dataset"],
+                        opt.get("--split") or splits_of(opt["--dataset"])[1])  # fmt: skip
+    predict = model_predictor(checkpoint.load(opt["--checkpoint"]), None, "official")
+    assert result["frames"] == sum(len(v) for v in videos) and result["videos"] == len(videos)
+    for key, maps_of in (("raw", predict), ("blurred", lambda v, n: [postprocess(m, 7.0) for m in predict(v, n)])):
+        direct = direct_means(videos, maps_of)
+        for metric in ("sim", "cc", "nss", "kld"):
+            assert result[key][metric]["mean"] == pytest.approx(direct[metric], rel=1e-6, abs=1e-9), (key, metric)
+
+
 def _argv(cmd: str) -> list[str]:
     return [os.path.expanduser(t) if t.startswith("~") else t for t in shlex.split(cmd)]
 
@@ -78,6 +103,7 @@ def test_readme_commands_run_end_to_end(tmp_path, monkeypatch, capsys):
             assert "blur 7px" in out and "AUC-J" in out, out
             result = json.loads(Path(argv[argv.index("--out") + 1]).read_text())
             assert result["frames"] > 0 and 0 < result["blurred"]["auc_j"]["mean"] <= 1, result
+            assert_scores_equal_direct_metrics(argv, result)
     datasets = home / "datasets"
     assert sorted(p.name for p in datasets.iterdir()) == ["DHF1K", "Hollywood-2", "UCF"]
     assert (datasets / "Hollywood-2" / "training" / "actioncliptrain00001" / "images").is_dir()
