@@ -301,17 +301,7 @@ def measure(args: argparse.Namespace, runners: dict[str, Runner], frames: list[n
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``esan-rt bench`` (and ``benchmarks/latency.py``)."""
-    if getattr(args, "server", None):
-        from esan.bench.serving import run_served
-
-        return run_served(args)
-    from esan.bench.precisions import is_comparison
-
-    if is_comparison(args.precision):
-        from esan.bench.precisions import run_precisions
-
-        return run_precisions(args)
+    """Naive vs cached (``esan.bench.command`` dispatches ``esan-rt bench`` here by default)."""
     from esan.bench.multistream import parse_streams
 
     t_start = time.perf_counter()
@@ -417,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="latency.py", description=__doc__.splitlines()[0])
     add_bench_args(p)
-    return run_handler("esan.bench.latency:run", p.parse_args(argv), "latency.py")
+    return run_handler("esan.bench.command:run", p.parse_args(argv), "latency.py")
 
 
 if __name__ == "__main__":

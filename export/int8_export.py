@@ -54,7 +54,7 @@ def quantize_bundle_graphs(
             progress(f"warning: int8 {g} correlates only {c['corr']:.4f} with fp32; calibrate on more, or "
                      "more representative, footage (--calib)")  # fmt: skip
     record = {**quantize.flavour_record(flavour), "calibration_source": source,
-              "float_parts": list(quantize.float_parts(flavour)), "graphs": parts_done}  # fmt: skip
+              "float_parts": list(quantize.FLOAT_PARTS), "graphs": parts_done}  # fmt: skip
     return record, checks
 
 

@@ -9,12 +9,9 @@ ranges, JSON) in the bundle under ``calibration/``. Two flavours:
 * ``tensorrt``: int8 symmetric activations (zero points 0), int8 symmetric per-channel weights: what
   TensorRT's explicit quantization expects; Q/DQ sit on the inputs and outputs of the quantized ops.
 
-What stays float (``float_parts(flavour)``): the encoder's normalisation and its first convolution (the one
-on the normalised picture: quantized, it alone cost most of the map error on held-out photographs);
-the deformable convolution's sampling: ONNX Runtime has no int8 ``DeformConv``, so for the ``ort`` flavour
-the aligner's ``DeformConv`` nodes are first rewritten as bilinear sampling + a 1x1 conv
-(``esan.export.dcn_sampled``) whose conv, the GEMM that is most of their cost, is int8; the ``tensorrt``
-flavour keeps ``DeformConv`` whole and float (TensorRT runs it as its plugin), Q/DQ around it; in the cells and
+What stays float (``FLOAT_PARTS``): the encoder's normalisation and its first convolution (the one on
+the normalised picture: quantized, it alone cost most of the map error on held-out photographs);
+``DeformConv`` (no int8 kernel; its offset convs are quantized, Q/DQ around it); in the cells and
 ``bwd_window`` everything but the recurrent convolution (the gate sum, sigmoid/tanh and the cell state
 ``c``); the whole decoder (it *is* the last layer: hf + hb, one conv, upsampling, sigmoid).
 The per-part sensitivity table (``esan.bench.int8_sensitivity``) is the measurement behind that choice.
@@ -31,7 +28,6 @@ import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from esan.export.calib_data import NpzReader
-from esan.export.dcn_sampled import deformconv_to_sampled
 
 FLAVOURS = ("ort", "tensorrt")
 CALIB_DIR = "calibration"
@@ -44,22 +40,12 @@ PART_OPS: dict[str, tuple[str, ...]] = {
     "bwd_window": ("Conv",),
     "decoder": (),
 }
-_ENCODER_FLOAT = ("encoder: uint8 -> ImageNet normalisation, valid-mask padding and the first convolution "
-                  "(on the picture)")
-_ALIGNER_FLOAT = {
-    "ort": "aligner: DeformConv's bilinear sampling (GridSample) and mask product (its 1x1 conv over the sampled "
-           "columns is int8), the offset/mask sigmoid, fusion adds",
-    "tensorrt": "aligner: DeformConv (float, Q/DQ around it), the offset/mask sigmoid, fusion adds",
-}
-_REST_FLOAT = (
+FLOAT_PARTS = (
+    "encoder: uint8 -> ImageNet normalisation, valid-mask padding and the first convolution (on the picture)",
+    "aligner: DeformConv (no int8 kernel; Q/DQ around it), the offset/mask sigmoid, fusion adds",
     "cell_fwd, cell_bwd, bwd_window: gate sum, sigmoid/tanh and the cell state c (only the recurrent conv is int8)",
     "decoder: all of it (hf + hb, final conv, x4 upsampling, sigmoid)",
 )
-
-
-def float_parts(flavour: str) -> tuple[str, ...]:
-    """What an int8 bundle of ``flavour`` keeps float (the manifest's ``fp32_parts``)."""
-    return (_ENCODER_FLOAT, _ALIGNER_FLOAT[flavour], *_REST_FLOAT)
 
 
 def flavour_options(flavour: str) -> dict:
@@ -88,14 +74,10 @@ class _DropAdvice(logging.Filter):
 
 
 def quantize_graph(src: Path, dst: Path, inputs: Sequence[Path], flavour: str, op_types: Iterable[str],
-                   cache: Path, nodes_to_exclude: Sequence[str] = ()) -> int:  # fmt: skip
-    """Quantize one graph file; reuses ``cache`` (tensor ranges JSON) when it exists, else writes it.
-
-    For the ``ort`` flavour, ``DeformConv`` nodes are rewritten first (module docstring); returns how many.
-    """
+                   cache: Path, nodes_to_exclude: Sequence[str] = ()) -> None:  # fmt: skip
+    """Quantize one graph file; reuses ``cache`` (tensor ranges JSON) when it exists, else writes it."""
     opts = flavour_options(flavour)
     model = onnx.load(src)
-    sampled = deformconv_to_sampled(model) if flavour == "ort" else 0
     names = [i.name for i in model.graph.input]
     root = logging.getLogger()
     quiet = _DropAdvice()
@@ -109,7 +91,6 @@ def quantize_graph(src: Path, dst: Path, inputs: Sequence[Path], flavour: str, o
     finally:
         root.removeFilter(quiet)
     onnx.checker.check_model(onnx.load(dst))
-    return sampled
 
 
 def quantize_graphs(fp32_dir: Path, out_dir: Path, samples: dict[str, list[Path]], flavour: str,
@@ -129,10 +110,10 @@ def quantize_graphs(fp32_dir: Path, out_dir: Path, samples: dict[str, list[Path]
             if not samples.get(name):
                 raise RuntimeError(f"no calibration inputs for {name}: the calibration footage is too short")
             exclude = default_exclusions(name, src)
-            sampled = quantize_graph(src, dst, samples[name], flavour, ops, cache_dir / f"{name}.json", exclude)
+            quantize_graph(src, dst, samples[name], flavour, ops, cache_dir / f"{name}.json", exclude)
             q = _count_quantized(dst)
             done[name] = {"quantized": True, "op_types": list(ops), "calibration_inputs": len(samples[name]),
-                          "float_nodes_kept": list(exclude), "deformconv_sampled": sampled,
+                          "float_nodes_kept": list(exclude),
                           "calibration_cache": f"{CALIB_DIR}/{name}.json", **q}  # fmt: skip
             progress(f"int8 {name}: {q['int8_nodes']} nodes int8, {q['float_nodes']} float "
                      f"({len(samples[name])} calibration inputs)")  # fmt: skip

@@ -1,11 +1,11 @@
 """ONNX Runtime sessions of one bundle, chosen by the number of streams in a call.
 
 A dynamic-batch bundle (manifest ``"batch": "dynamic"``) serves any number of streams, but ONNX Runtime
-optimises a graph less with its batch axis left free: in ``bwd_window`` the backward cell starts from a zero
-state whose shape then depends on the batch, so the first step's recurrent convolution (``W_h * 0``) is no
-longer constant-folded. With the batch fixed the graph runs L instead of L + 1 recurrent convolutions (ORT's
-profiler: 8 instead of 9 ``Conv`` nodes at L = 8, ~10 % of the graph's time on the paper preset; outputs
-bit-identical; ``benchmarks/results/ort_fixed_batch_sessions.json``). So, per graph:
+may optimise a graph better with its batch axis fixed. It did for ``bwd_window`` before graph revision 2
+(a zero start state shaped by the batch kept a ``W_h * 0`` convolution alive, ~10 % of the graph); since
+the exported window starts without that conv, the two are equal there, and on the paper preset the
+aligner ran 5 % faster fixed, the other graphs within 2 % (ORT's profiler and medians:
+``benchmarks/ort_sessions_ab.py``, ``benchmarks/results/ort_fixed_batch_sessions.json``). So, per graph:
 
 * a **single-stream** session whose batch axis is fixed to 1 through ONNX Runtime's free-dimension overrides
   (``"batch"`` -> 1, ``"K*batch"`` -> K), used for every call with one stream; opened when the backend opens

@@ -137,7 +137,7 @@ COMMANDS.register("compare", "Run every bundle graph on ONNX Runtime / TensorRT 
                   "esan.export.compare:run", _compare_args)
 
 
-# -- bench (handler: esan.bench.latency; options: esan.runtime.cli.bench_args) ----------------------------
+# -- bench (handler: esan.bench.command; options: esan.runtime.cli.bench_args) ----------------------------
 def _bench_args(p: argparse.ArgumentParser) -> None:
     from esan.runtime.cli.bench_args import add_bench_args
 
@@ -145,7 +145,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS.register("bench", "Latency benchmark: naive vs cached streaming schedule, side by side.",
-                  "esan.bench.latency:run", _bench_args)
+                  "esan.bench.command:run", _bench_args)
 
 
 # -- build-plugin (handler and options: esan.runtime.cli.build_plugin) -----------------------------------

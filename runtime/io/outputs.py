@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,10 @@ class Outputs:
 
     ``meta`` describes the stream and the run (it goes into the report); ``display`` is the run's
     ``--show`` window and ``--view-port`` page (``esan.runtime.io.viewers``), if any.
+
+    With both map files and an overlay to make, the map file is written on a second thread while this one
+    draws and encodes the overlay (OpenCV releases the GIL in both), and ``write`` returns when both are
+    done: one map's outputs cost the longer of the two, not their sum (``benchmarks/outputs_speed.py``).
     """
 
     def __init__(self, opts: OutputOptions, meta: dict[str, Any], *, fps: float, title: str = "esan-rt",
@@ -163,6 +168,7 @@ class Outputs:
         self._writer: cv2.VideoWriter | None = None
         self._video_size: tuple[int, int] | None = None
         self.renderer = Renderer()
+        self._maps_thread: ThreadPoolExecutor | None = None  # the map files' thread, beside an overlay
         self.maps_written = 0
         self.video_frames = 0
         self.finished = False
@@ -179,10 +185,22 @@ class Outputs:
         """Write one result (``image`` is the original RGB frame): map file, overlay video, window tile."""
         if self.roller is not None:
             self._roll(result)
-        if self.opts.maps:
+        if self.opts.maps and not self.needs_overlay:
             self._write_map(result, image.shape[:2])
-        if not self.needs_overlay:
             return
+        pending = self._map_in_parallel(result, image.shape[:2]) if self.opts.maps else None
+        try:
+            self._write_overlay(result, image, log)
+        finally:
+            if pending is not None:
+                pending.result()  # both are done before the next map; a failed map write raises here
+
+    def _map_in_parallel(self, result: Any, frame_hw: tuple[int, int]) -> Future:
+        if self._maps_thread is None:
+            self._maps_thread = ThreadPoolExecutor(1, thread_name_prefix=f"maps-{self.stream_id}")
+        return self._maps_thread.submit(self._write_map, result, frame_hw)
+
+    def _write_overlay(self, result: Any, image: np.ndarray, log: LatencyLog) -> None:
         canvas = self.renderer.overlay(image, result.saliency, result.box)
         if self.opts.video:
             self._write_video(canvas)
@@ -218,6 +236,9 @@ class Outputs:
     def finish(self) -> None:
         """Close the video file (idempotent; the writer thread calls it after the stream's last map)."""
         self.finished = True
+        if self._maps_thread is not None:
+            self._maps_thread.shutdown(wait=True)
+            self._maps_thread = None
         if self._writer is not None:
             self._writer.release()
             self._writer = None

@@ -66,3 +66,36 @@ def test_png_map_is_the_rounded_map_on_the_frame(hw: tuple[int, int], tmp_path: 
     outputs.write(result, np.zeros((*hw, 3), np.uint8), LatencyLog())
     png = cv2.imread(str(tmp_path / "maps" / "000007.png"), cv2.IMREAD_UNCHANGED)
     assert png.dtype == np.uint8 and np.array_equal(png, frame_map_u8(sal, box, hw))  # lossless
+
+
+def test_maps_and_overlay_video_together_write_every_map_in_order(tmp_path: Path) -> None:
+    """With maps and a video, each map file is written on a second thread beside the overlay: all arrive, exact."""
+    hw = (45, 70)
+    opts = OutputOptions(maps=tmp_path / "maps", maps_format="png", video=tmp_path / "out.mp4")
+    outputs = Outputs(opts, {}, fps=25.0)
+    rng = np.random.default_rng(3)
+    sals = [smooth_map(i) for i in range(6)]
+    box = map_box(hw, IN_HW, OUT_HW)
+    for i, sal in enumerate(sals):
+        outputs.write(StreamResult(i, sal, box, {}, None, hw), rng.integers(0, 256, (*hw, 3), dtype=np.uint8),
+                      LatencyLog())
+        assert outputs.maps_written == i + 1  # write returns only when the map file is done too
+    outputs.finish()
+    assert outputs.video_frames == 6 and outputs._maps_thread is None
+    for i, sal in enumerate(sals):
+        png = cv2.imread(str(tmp_path / "maps" / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(png, frame_map_u8(sal, box, hw)), i
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+
+
+def test_a_failed_map_write_beside_the_video_raises_from_write(tmp_path: Path) -> None:
+    hw = (45, 70)
+    opts = OutputOptions(maps=tmp_path / "maps", maps_format="png", video=tmp_path / "out.mp4")
+    outputs = Outputs(opts, {}, fps=25.0)
+    box = map_box(hw, IN_HW, OUT_HW)
+    (tmp_path / "maps").rmdir()  # the folder went away after the checks: imwrite fails on the maps thread
+    with pytest.raises(Exception, match="could not write"):
+        outputs.write(StreamResult(0, smooth_map(0), box, {}, None, hw), np.zeros((*hw, 3), np.uint8), LatencyLog())
+    assert outputs.video_frames == 1  # the overlay went on meanwhile
+    outputs.finish()
