@@ -10,7 +10,7 @@ ranges, JSON) in the bundle under ``calibration/``. Two flavours:
   TensorRT's explicit quantization expects; Q/DQ sit on the inputs and outputs of the quantized ops.
 
 What stays float (``FLOAT_PARTS``): the encoder's normalisation and its first convolution (the one on
-the normalised picture: quantized, it alone cost most of the map error on held-out photographs);
+the normalised picture: cheap, and the input range that varies most between deployments);
 ``DeformConv`` (no int8 kernel; its offset convs are quantized, Q/DQ around it); in the cells and
 ``bwd_window`` everything but the recurrent convolution (the gate sum, sigmoid/tanh and the cell state
 ``c``); the whole decoder (it *is* the last layer: hf + hb, one conv, upsampling, sigmoid).
