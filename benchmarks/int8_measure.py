@@ -59,33 +59,16 @@ def _fp32_bundle(args: argparse.Namespace, work: Path) -> Path:
 
 
 def _latency(fp32: Path, int8: Path, frames: list[np.ndarray], lookahead: int, threads: int, fill: int) -> dict:
-    from esan.bench.latency import StageClock
+    """fp32 and int8 cached schedules on the same frames, order alternating (``esan.bench.precisions``)."""
+    from esan.bench.precisions import side_by_side
     from esan.runtime.backends.ort_backend import OrtBackend
-    from esan.runtime.core.processor import StreamProcessor
 
-    runs = {}
-    for name, path in (("fp32", fp32), ("int8", int8)):
-        clock = StageClock(OrtBackend(path, threads=threads))
-        runs[name] = {"proc": StreamProcessor(clock, lookahead), "clock": clock, "ms": []}
-    for i, f in enumerate(frames):
-        order = ("fp32", "int8") if i % 2 == 0 else ("int8", "fp32")
-        for name in order:
-            r = runs[name]
-            if i == fill:
-                r["clock"].ms.clear()
-            t0 = time.perf_counter()
-            r["proc"].push(f)
-            if i >= fill:
-                r["ms"].append((time.perf_counter() - t0) * 1e3)
-    out = {}
-    for name, r in runs.items():
-        ms = np.array(r["ms"])
-        out[name] = {"p50_ms": float(np.median(ms)), "mean_ms": float(ms.mean()), "frames": len(ms),
-                     "stage_ms_per_frame": {k: v / len(ms) for k, v in r["clock"].ms.items()}}  # fmt: skip
-        r["clock"].close()
-    out["speedup_p50"] = out["fp32"]["p50_ms"] / out["int8"]["p50_ms"]
-    out["speedup_mean"] = out["fp32"]["mean_ms"] / out["int8"]["mean_ms"]
-    return out
+    backends = {"fp32": OrtBackend(fp32, threads=threads), "int8": OrtBackend(int8, threads=threads)}
+    try:
+        return side_by_side(backends, frames, lookahead, fill)
+    finally:
+        for backend in backends.values():
+            backend.close()
 
 
 def _cpu_name() -> str:

@@ -131,35 +131,62 @@ def source_key(args: argparse.Namespace) -> str:
     return f"sha256:{sha256_file(args.checkpoint)}" if args.checkpoint else f"random:{args.preset}:seed{args.seed}"
 
 
-def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[Path, Path]:
-    """Export (or reuse) the cached bundle and the naive graphs for ``model`` under ``cache``."""
-    from esan.bench.naive_onnx import export_naive_graphs
-    from esan.export.onnx_export import export_bundle
+def export_key(args: argparse.Namespace, precision: str, **extra: Any) -> dict[str, Any]:
+    """What an exported benchmark bundle depends on: model, L, precision, bundle format and graph revision."""
     from esan.runtime.core.bundle import FORMAT_VERSION
     from esan.runtime.core.cache_paths import GRAPH_REVISION
+
+    return {"source": source_key(args), "lookahead": args.lookahead, "precision": precision,
+            "format_version": FORMAT_VERSION, "graph_revision": GRAPH_REVISION, **extra}  # fmt: skip
+
+
+def reuse_or_build(marker: Path, key: dict[str, Any], present: bool, build: Any, what: str, where: Path) -> None:
+    """Reuse ``what`` in ``where`` when ``marker`` records ``key`` and it is ``present``; else ``build()`` it."""
+    if present and marker.is_file() and json.loads(marker.read_text()) == key:
+        print(f"bench: reusing {what} in {where}", flush=True)
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    print(f"bench: making {what} in {where} ...", flush=True)
+    build()
+    atomic_write_text(marker, json.dumps(key))
+    print(f"bench: {what} ready in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def checkpoint_for(args: argparse.Namespace, model: Any, cache: Path) -> Path:
+    """``--checkpoint``, or the seeded random model saved once under ``cache``."""
     from esan.train.checkpoint import save
 
-    key = {"source": source_key(args), "lookahead": args.lookahead, "precision": args.precision, "dcn": "standard",
-           "format_version": FORMAT_VERSION, "graph_revision": GRAPH_REVISION}  # older exports are redone
-    marker = cache / "bench_key.json"
-    bundle, naive = cache / "bundle", cache / "naive"
-    from esan.bench.naive_onnx import read_naive_manifest
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    path = cache / f"random-{args.preset}-seed{args.seed}.pt"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        save(path, model, note="bench (seeded random weights)")
+    return path
 
-    reusable = marker.is_file() and (bundle / "manifest.json").is_file() and read_naive_manifest(naive) is not None
-    if reusable and json.loads(marker.read_text()) == key:
-        print(f"bench: reusing exported graphs in {cache}", flush=True)
-        return bundle, naive
-    cache.mkdir(parents=True, exist_ok=True)
-    marker.unlink(missing_ok=True)
-    ckpt = Path(args.checkpoint) if args.checkpoint else save(cache / f"random-{args.preset}.pt", model, note="bench")
-    t0 = time.perf_counter()
-    print(f"bench: exporting the cached bundle and the naive graphs to {cache} ...", flush=True)
-    export_bundle(ckpt, bundle, lookahead=args.lookahead, precision=args.precision, verify=False, model=model,
-                  progress=lambda m: print(f"  {m}", flush=True))  # fmt: skip
-    export_naive_graphs(model, naive, args.precision, source_sha256=key["source"],
-                        progress=lambda m: print(f"  {m}", flush=True))  # fmt: skip
-    atomic_write_text(marker, json.dumps(key))
-    print(f"bench: export done in {time.perf_counter() - t0:.0f} s", flush=True)
+
+def say(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+def prepare_bundles(args: argparse.Namespace, model: Any, cache: Path) -> tuple[Path, Path]:
+    """Export (or reuse) the cached bundle and the naive graphs for ``model`` under ``cache``."""
+    from esan.bench.naive_onnx import export_naive_graphs, read_naive_manifest
+    from esan.export.onnx_export import export_bundle
+
+    key = export_key(args, args.precision, dcn="standard")
+    bundle, naive = cache / "bundle", cache / "naive"
+
+    def build() -> None:
+        ckpt = checkpoint_for(args, model, cache)
+        export_bundle(ckpt, bundle, lookahead=args.lookahead, precision=args.precision, verify=False, model=model,
+                      progress=say)  # fmt: skip
+        export_naive_graphs(model, naive, args.precision, source_sha256=key["source"], progress=say)
+
+    present = (bundle / "manifest.json").is_file() and read_naive_manifest(naive) is not None
+    reuse_or_build(cache / "bench_key.json", key, present, build, "the cached bundle and the naive graphs", cache)
     return bundle, naive
 
 

@@ -105,8 +105,7 @@ def build_naive_modules(model: Any, precision: str = "fp32") -> dict[str, Any]:
 
         def __init__(self, direction: str) -> None:
             super().__init__()
-            lstm = {"fwd": m.lstm_forw, "bwd": m.lstm_back}[direction]
-            self.conv = lstm.cell.conv
+            self.conv = m.cell(direction).conv
 
         def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
             gates = self.conv(torch.cat((x, h), 1)).to(torch.float32)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -77,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
         "machine": bench_report.machine_info(None), "versions": bench_report.versions(),
         "load_average": {"start": load_start, "end": bench_report.load_average()},
-        "cpu_count": os.cpu_count(),
     }  # fmt: skip
     atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
     print(f"ratio outputs/bare: median {result['ratio_median']:.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "

@@ -47,42 +47,26 @@ def is_comparison(text: str) -> bool:
 
 def _bundles(args: argparse.Namespace, model: Any, precisions: list[str], cache: Path) -> dict[str, Path]:
     """One bundle per precision under ``cache`` (exported or quantized once, reused while the key matches)."""
-    from esan.bench.latency import source_key
+    from esan.bench.latency import checkpoint_for, export_key, reuse_or_build, say
     from esan.export.int8_export import quantize_bundle
     from esan.export.onnx_export import export_bundle
-    from esan.runtime.core.bundle import FORMAT_VERSION
-    from esan.runtime.core.cache_paths import GRAPH_REVISION
-    from esan.train.checkpoint import save
 
     flavour = "tensorrt" if args.backend == "trt" or args.device == "cuda" else "ort"
     out: dict[str, Path] = {}
     for prec in ["fp32", *[p for p in precisions if p != "fp32"]]:  # int8 is quantized from the fp32 bundle
-        key = {"source": source_key(args), "lookahead": args.lookahead, "precision": prec,
-               "format_version": FORMAT_VERSION, "graph_revision": GRAPH_REVISION,
-               **({"flavour": flavour, "calib": args.calib, "calib_frames": args.calib_frames} if prec == "int8"
-                  else {})}  # fmt: skip
-        folder, marker = cache / f"precision-{prec}", cache / f"precision-{prec}.json"
-        if marker.is_file() and json.loads(marker.read_text()) == key and (folder / "manifest.json").is_file():
-            print(f"bench: reusing the {prec} bundle in {folder}", flush=True)
-            out[prec] = folder
-            continue
-        cache.mkdir(parents=True, exist_ok=True)
-        marker.unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        print(f"bench: making the {prec} bundle in {folder} ...", flush=True)
-        say = lambda m: print(f"  {m}", flush=True)  # noqa: E731
-        if prec == "int8":
-            quantize_bundle(out["fp32"], folder, calib=args.calib, calib_frames_n=args.calib_frames,
-                            flavour=flavour, threads=args.threads or 0, progress=say)  # fmt: skip
-        else:
-            ckpt = Path(args.checkpoint) if args.checkpoint else cache / f"random-{args.preset}-seed{args.seed}.pt"
-            if not args.checkpoint and not ckpt.exists():
-                save(ckpt, model, note="bench --precision")
-            export_bundle(ckpt, folder, lookahead=args.lookahead, precision=prec, verify=False, model=model,
-                          progress=say)  # fmt: skip
-        atomic_write_text(marker, json.dumps(key))
-        print(f"bench: {prec} bundle ready in {time.perf_counter() - t0:.0f} s", flush=True)
-        out[prec] = folder
+        folder = out[prec] = cache / f"precision-{prec}"
+        int8 = {"flavour": flavour, "calib": args.calib, "calib_frames": args.calib_frames} if prec == "int8" else {}
+
+        def build(prec: str = prec, folder: Path = folder) -> None:
+            if prec == "int8":
+                quantize_bundle(out["fp32"], folder, calib=args.calib, calib_frames_n=args.calib_frames,
+                                flavour=flavour, threads=args.threads or 0, progress=say)  # fmt: skip
+            else:
+                export_bundle(checkpoint_for(args, model, cache), folder, lookahead=args.lookahead, precision=prec,
+                              verify=False, model=model, progress=say)  # fmt: skip
+
+        reuse_or_build(cache / f"precision-{prec}.json", export_key(args, prec, **int8),
+                       (folder / "manifest.json").is_file(), build, f"the {prec} bundle", folder)  # fmt: skip
     return {p: out[p] for p in precisions}
 
 

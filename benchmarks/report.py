@@ -60,12 +60,10 @@ def cpu_model() -> str:
 
 
 def machine_info(gpu_name: str | None = None) -> dict[str, Any]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
+    from esan.runtime.core.cpus import usable_cores
+
     return {
-        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
+        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
         "platform": platform.platform(), "python": platform.python_version(), "gpu": gpu_name,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }  # fmt: skip

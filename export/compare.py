@@ -59,8 +59,10 @@ def _prepare_trt(bundle: Bundle) -> None:
             raise UserError(str(exc)) from exc
 
 
-def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str, ...] = BACKENDS) -> tuple[list, list]:
-    """``(rows, notes)``: rows are (backend, graph, output, max_abs, corr, rel_l2, ok)."""
+def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str, ...] = BACKENDS,
+                   e2e_frames: int = 0) -> tuple[list, list]:  # fmt: skip
+    """``(rows, notes)``: rows are (backend, graph, output, max_abs, corr, rel_l2, ok), per graph and, with
+    ``e2e_frames`` > 0 and ``ort`` among the backends, one ``end-to-end`` row (``esan.export.compare_e2e``)."""
     import torch
 
     from esan.export import graphs
@@ -73,6 +75,8 @@ def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise UserError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
+    if e2e_frames < 0:
+        raise UserError(f"--e2e-frames must be >= 0, got {e2e_frames}")
     bundle = load_bundle(bundle_dir)
     model = checkpoint.load(ckpt)
     if json.loads(json.dumps(model.cfg.to_dict())) != bundle.config:
@@ -105,6 +109,14 @@ def compare_bundle(bundle_dir: str | Path, ckpt: str | Path, backends: tuple[str
         metrics, _ = cr.compare_graph(cr.TorchReference(refs[name], feed), runners, feed, bundle.precision)
         for (backend, out), m in metrics.items():
             rows.append((backend, name, out, m["max_abs"], m["corr"], m["rel_l2"], m["ok"]))
+    if e2e_frames and "ort" in use:
+        from esan.export.compare_e2e import end_to_end
+
+        e = end_to_end(bundle.root, ckpt, e2e_frames)
+        rows.append(("ort", "end-to-end", "map", e["max_abs"], e["cc_mean"], e["rel_l2"], e["ok"]))
+        notes.append(f"end-to-end: {e['frames']} sample-clip frames streamed, {e['precision']} bundle on ONNX Runtime "
+                     f"vs the checkpoint in fp32 PyTorch: CC mean {e['cc_mean']:.5f} (min {e['cc_min']:.5f}), "
+                     f"KLD mean {e['kld_mean']:.2e}; 'corr' is the mean per-frame CC")  # fmt: skip
     return rows, notes
 
 
@@ -119,17 +131,7 @@ def format_table(rows: list) -> str:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``esan-rt compare``."""
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    if args.e2e_frames < 0:
-        raise UserError(f"--e2e-frames must be >= 0, got {args.e2e_frames}")
-    rows, notes = compare_bundle(args.bundle, args.checkpoint, backends)
-    if args.e2e_frames and "ort" in backends:
-        from esan.export.compare_e2e import end_to_end
-
-        e = end_to_end(args.bundle, args.checkpoint, args.e2e_frames)
-        rows.append(("ort", "end-to-end", "map", e["max_abs"], e["cc_mean"], e["rel_l2"], e["ok"]))
-        notes.append(f"end-to-end: {e['frames']} sample-clip frames streamed, {e['precision']} bundle on ONNX Runtime "
-                     f"vs the checkpoint in fp32 PyTorch: CC mean {e['cc_mean']:.5f} (min {e['cc_min']:.5f}), "
-                     f"KLD mean {e['kld_mean']:.2e}; 'corr' is the mean per-frame CC")  # fmt: skip
+    rows, notes = compare_bundle(args.bundle, args.checkpoint, backends, args.e2e_frames)
     print(format_table(rows))
     for note in notes:
         print(f"note: {note}")

@@ -19,10 +19,25 @@ FP16_MIN_CC, FP16_MAX_REL_L2 = 0.999, 0.01
 INT8_MIN_CC, INT8_MAX_KLD = 0.99, 0.02
 
 
-def _stream(processor, frames: list[np.ndarray]) -> np.ndarray:
+def stream_maps(processor, frames: list[np.ndarray]) -> np.ndarray:
+    """Every map of one stream over ``frames`` (``float32 [N, h, w]``, in frame order); closes ``processor``."""
     with processor:
         out = [r for f in frames for r in processor.push(f)] + processor.finish()
-    return np.stack([r.saliency for r in sorted(out, key=lambda r: r.index)]).astype(np.float64)
+    return np.stack([r.saliency for r in sorted(out, key=lambda r: r.index)])
+
+
+def map_metrics(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """``got`` maps against ``ref`` maps (``[N, h, w]``): per-frame CC and KLD (mean, worst), max abs, relative L2."""
+    from esan.train.metrics import cc, kld
+
+    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    ccs = np.array([cc(g, r) for r, g in zip(ref, got, strict=True)])
+    klds = np.array([kld(g, r) for r, g in zip(ref, got, strict=True)])
+    return {
+        "frames": len(ref), "cc_mean": float(ccs.mean()), "cc_min": float(ccs.min()),
+        "kld_mean": float(klds.mean()), "kld_max": float(klds.max()), "max_abs": float(np.abs(ref - got).max()),
+        "rel_l2": float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-12)),
+    }  # fmt: skip
 
 
 def judge(precision: str, m: dict[str, float]) -> bool:
@@ -39,18 +54,12 @@ def end_to_end(bundle_dir: str | Path, ckpt: str | Path, frames: int, threads: i
     import esan.runtime
     from esan.runtime.core.bundle import load_bundle
     from esan.runtime.core.sample_clip import sample_frames
-    from esan.train.metrics import cc, kld
-
     bundle = load_bundle(bundle_dir)
     h, w = bundle.config["input_size"]
     clip = list(sample_frames(frames, hw=(h + h // 4, w)))  # another aspect than the model's: letterboxed
-    got = _stream(esan.runtime.open(bundle=bundle.root, backend="ort", device="cpu", threads=threads, single=True,
-                                    log=lambda _m: None), clip)  # fmt: skip
-    ref = _stream(esan.runtime.open(ckpt, backend="torch", device="cpu", lookahead=bundle.lookahead, precision="fp32",
-                                    threads=threads, single=True, log=lambda _m: None), clip)  # fmt: skip
-    ccs = [cc(g, r) for r, g in zip(ref, got, strict=True)]
-    klds = [kld(g, r) for r, g in zip(ref, got, strict=True)]
-    m = {"frames": len(ref), "max_abs": float(np.abs(got - ref).max()), "cc_mean": float(np.mean(ccs)),
-         "cc_min": float(np.min(ccs)), "kld_mean": float(np.mean(klds)),
-         "rel_l2": float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-12))}  # fmt: skip
+    got = stream_maps(esan.runtime.open(bundle=bundle.root, backend="ort", device="cpu", threads=threads, single=True,
+                                        log=lambda _m: None), clip)  # fmt: skip
+    ref = stream_maps(esan.runtime.open(ckpt, backend="torch", device="cpu", lookahead=bundle.lookahead,
+                                        precision="fp32", threads=threads, single=True, log=lambda _m: None), clip)
+    m = map_metrics(ref, got)
     return {**m, "precision": bundle.precision, "ok": judge(bundle.precision, m)}

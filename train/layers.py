@@ -152,10 +152,7 @@ class ConvLSTMCell(nn.Module):
     def step(self, x_proj: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """One step from a projected input and explicit state; returns the new ``(h, c)``."""
         gates = x_proj + split_conv(h, self.conv, self.in_ch, self.in_ch + self.hidden, bias=False)
-        i, f, o, g = torch.chunk(gates, 4, dim=1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h_new = torch.sigmoid(o) * torch.tanh(c_new)
-        return h_new, c_new
+        return self._update(gates, c)
 
     def first_step(self, x_proj: Tensor) -> tuple[Tensor, Tensor]:
         """``step`` from the zero state, without the recurrent conv on ``h = 0`` (bit-identical result).
@@ -163,9 +160,18 @@ class ConvLSTMCell(nn.Module):
         Exported graphs use it so the ``W_h * 0`` convolution is absent from the graph, whatever the batch
         axis (an exporter cannot fold it away when the zero state's shape depends on a dynamic batch).
         """
-        i, _, o, g = torch.chunk(x_proj, 4, dim=1)
-        c_new = torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c_new), c_new
+        return self._update(x_proj, None)
+
+    @staticmethod
+    def _update(gates: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The new ``(h, c)`` from the gate pre-activations; ``c = None``: the zero cell state."""
+        i, f, o, g = torch.chunk(gates, 4, dim=1)
+        if c is None:
+            c_new = torch.sigmoid(i) * torch.tanh(g)
+        else:
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        return h_new, c_new
 
 
 class ConvLSTM(nn.Module):

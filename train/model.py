@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from esan.train.config import ESANConfig
-from esan.train.layers import VGG_TAPS, ConvLSTM, PCDAlign, vgg16_features
+from esan.train.layers import VGG_TAPS, ConvLSTM, ConvLSTMCell, PCDAlign, vgg16_features
 
 FEATURE_NAMES = ("f1", "f2", "f3", "nbr_p1", "nbr_p2", "nbr_p3", "ref_p1", "ref_p2", "ref_p3", "ref_pc")
 WINDOW_NAMES = ("f1", "f2", "f3", "nbr_p1", "nbr_p2", "nbr_p3")
@@ -100,13 +100,15 @@ class ESAN(nn.Module):
 
     def cell_step(self, direction: str, x_proj: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """One ConvLSTM step of the ``"fwd"`` or ``"bwd"`` cell with explicit state."""
-        lstm = {"fwd": self.lstm_forw, "bwd": self.lstm_back}[direction]
-        return lstm.cell.step(x_proj, h, c)
+        return self.cell(direction).step(x_proj, h, c)
 
     def cell_first_step(self, direction: str, x_proj: Tensor) -> tuple[Tensor, Tensor]:
         """``cell_step`` from the zero state (``zero_state``), without the recurrent conv on zeros."""
-        lstm = {"fwd": self.lstm_forw, "bwd": self.lstm_back}[direction]
-        return lstm.cell.first_step(x_proj)
+        return self.cell(direction).first_step(x_proj)
+
+    def cell(self, direction: str) -> ConvLSTMCell:
+        """The ``"fwd"`` or ``"bwd"`` ConvLSTM cell."""
+        return {"fwd": self.lstm_forw, "bwd": self.lstm_back}[direction].cell
 
     def zero_state(self, x_proj: Tensor) -> tuple[Tensor, Tensor]:
         """Zero ``(h, c)`` matching a projected input's batch, size, device and dtype."""

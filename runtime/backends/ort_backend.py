@@ -36,6 +36,7 @@ from esan.runtime.core.backend_api import (
     check_direction,
 )
 from esan.runtime.core.bundle import Bundle, check_compatible, load_bundle, rebuild_command
+from esan.runtime.core.cpus import usable_cores
 from esan.runtime.core.errors import UserError
 
 try:
@@ -44,28 +45,6 @@ except ImportError as exc:  # pragma: no cover - onnxruntime is a base dependenc
     raise UserError("ONNX Runtime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from exc
 
 DEVICES = ("cpu", "cuda", "tensorrt")
-
-
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-
-
-def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (containers).
-
-    ONNX Runtime's own default counts the host's physical cores, which oversubscribes a container limited
-    to fewer (and ignores ``taskset``).
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))
-    except (OSError, ValueError):
-        pass  # no cgroup v2 CPU controller here: the affinity mask is the limit
-    return max(1, cores)
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:

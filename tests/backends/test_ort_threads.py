@@ -1,4 +1,4 @@
-"""ONNX Runtime's intra-op threads by default: the cores this process may use (affinity, cgroup quota)."""
+"""ONNX Runtime's intra-op threads by default: the cores this process may use (``esan.runtime.core.cpus``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from esan.runtime.backends import ort_backend as ob  # noqa: E402
+from esan.runtime.core import cpus  # noqa: E402
 
 
 @pytest.mark.parametrize("cpu_max, affinity, expected", [
@@ -22,8 +23,8 @@ def test_usable_cores_follows_affinity_and_quota(tmp_path, monkeypatch, cpu_max,
     f = tmp_path / "cpu.max"
     f.write_text(cpu_max)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity)
-    assert ob.usable_cores(f) == expected
-    assert ob.usable_cores(tmp_path / "absent") == len(affinity)
+    assert cpus.usable_cores(f) == expected
+    assert cpus.usable_cores(tmp_path / "absent") == len(affinity)
 
 
 def test_sessions_get_the_usable_cores_unless_told(monkeypatch):

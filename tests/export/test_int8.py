@@ -107,8 +107,9 @@ def test_int8_bundle_manifest_graphs_and_calibration_cache(int8_bundle):
 def test_int8_stream_cached_equals_naive_and_follows_fp32(int8_bundle, tiny_bundle, held_out):
     """The streaming schedule is unchanged by quantization (cached == naive on the int8 graphs, 1e-4); the
     maps differ from fp32 by quantization error only (CC, KLD on frames never calibrated on)."""
-    from esan.bench.int8_fidelity import map_fidelity, stream_maps
+    from esan.bench.int8_fidelity import stream_maps
     from esan.bench.naive_bundle import naive_backend
+    from esan.export.compare_e2e import map_metrics
     from esan.runtime.core.processor import StreamProcessor
 
     cached = stream_maps(int8_bundle, held_out)
@@ -118,14 +119,15 @@ def test_int8_stream_cached_equals_naive_and_follows_fp32(int8_bundle, tiny_bund
     assert naive.shape == cached.shape == (len(held_out), 32, 48)
     assert np.abs(naive - cached).max() <= 1e-4
     fp32 = stream_maps(tiny_bundle, held_out)
-    fid = map_fidelity(fp32, cached)
+    fid = map_metrics(fp32, cached)
     assert fid["max_abs"] > 1e-4  # the graphs really are quantized
     assert fid["cc_mean"] >= 0.98 and fid["kld_mean"] <= 0.05, fid
 
 
 def test_tensorrt_flavour_through_to_onnx(tiny_checkpoint, tiny_bundle, calib_dir, held_out, tmp_path):
     """``to_onnx.py --precision int8 --int8-flavour tensorrt``: symmetric int8 (zero points 0), runs in ORT."""
-    from esan.bench.int8_fidelity import map_fidelity, stream_maps
+    from esan.bench.int8_fidelity import stream_maps
+    from esan.export.compare_e2e import map_metrics
 
     out = tmp_path / "trt8"
     cmd = [sys.executable, str(REPO / "export" / "to_onnx.py"), str(tiny_checkpoint), "--out", str(out),
@@ -141,7 +143,7 @@ def test_tensorrt_flavour_through_to_onnx(tiny_checkpoint, tiny_bundle, calib_di
         assert zps and all(z.dtype == np.int8 and not z.any() for z in zps), g
     # TensorRT runs DeformConv whole (its plugin, float): the graph keeps it, Q/DQ around it
     assert [n.op_type for n in onnx.load(out / "aligner.onnx").graph.node].count("DeformConv") >= 1
-    fid = map_fidelity(stream_maps(tiny_bundle, held_out), stream_maps(out, held_out))
+    fid = map_metrics(stream_maps(tiny_bundle, held_out), stream_maps(out, held_out))
     assert fid["cc_mean"] >= 0.98 and fid["kld_mean"] <= 0.05, fid
 
 
