@@ -1,9 +1,9 @@
 """``esan-rt bench --precision fp32,int8[,fp16]``: the cached schedule in each precision, side by side, one run.
 
 Every precision gets its own bundle of the same model (fp32 / fp16 exported, int8 quantized from the fp32 one
-with ``esan.export.int8_export.quantize_bundle``, calibrated on ``--calib`` or the sample clip), all cached
-under ``--bundle-cache``. One ``StreamProcessor`` per precision then streams the same frames, frame by frame,
-the order rotating every frame so a shared machine's load hits them alike; the pipeline fill and
+with ``esan.export.int8_export.quantize_bundle``, ``ort`` flavour, calibrated on ``--calib`` or the sample
+clip), all cached under ``--bundle-cache``. One ``StreamProcessor`` per precision then streams the same
+frames, frame by frame, the order rotating every frame so a shared machine's load hits them alike; the pipeline fill and
 ``--warmup`` frames are not measured. Reported: p50 / mean ms per frame, stage ms per frame, and each
 precision's speed-up over the first one given (``fp32,int8``: int8's speed-up over fp32), in
 ``OUT/precisions.json`` and as a table. A precision the chosen execution provider cannot run is reported as
@@ -51,21 +51,20 @@ def _bundles(args: argparse.Namespace, model: Any, precisions: list[str], cache:
     from esan.export.int8_export import quantize_bundle
     from esan.export.onnx_export import export_bundle
 
-    flavour = "tensorrt" if args.backend == "trt" or args.device == "cuda" else "ort"
     out: dict[str, Path] = {}
     for prec in ["fp32", *[p for p in precisions if p != "fp32"]]:  # int8 is quantized from the fp32 bundle
         folder = out[prec] = cache / f"precision-{prec}"
-        int8 = {"flavour": flavour, "calib": args.calib, "calib_frames": args.calib_frames} if prec == "int8" else {}
+        int8_key = {"flavour": "ort", "calib": args.calib, "calib_frames": args.calib_frames} if prec == "int8" else {}
 
         def build(prec: str = prec, folder: Path = folder) -> None:
             if prec == "int8":
                 quantize_bundle(out["fp32"], folder, calib=args.calib, calib_frames_n=args.calib_frames,
-                                flavour=flavour, threads=args.threads or 0, progress=say)  # fmt: skip
+                                flavour="ort", threads=args.threads or 0, progress=say)  # fmt: skip
             else:
                 export_bundle(checkpoint_for(args, model, cache), folder, lookahead=args.lookahead, precision=prec,
                               verify=False, model=model, progress=say)  # fmt: skip
 
-        reuse_or_build(cache / f"precision-{prec}.json", export_key(args, prec, **int8),
+        reuse_or_build(cache / f"precision-{prec}.json", export_key(args, prec, **int8_key),
                        (folder / "manifest.json").is_file(), build, f"the {prec} bundle", folder)  # fmt: skip
     return {p: out[p] for p in precisions}
 
@@ -129,12 +128,12 @@ def run_precisions(args: argparse.Namespace) -> int:
     from esan.runtime.core.scheduler_api import delay_frames
 
     precisions = parse_precisions(args.precision)
-    if args.backend in ("auto", "ort", "trt"):  # auto: bundles run on ONNX Runtime unless --backend trt is asked
-        choice = choose_backend("ort" if args.backend == "auto" else args.backend, args.device)
-        args.backend, args.device = choice.backend, choice.device
-        print(f"bench: {choice.line()}", flush=True)
-    if args.backend not in ("ort", "trt"):
-        raise UserError(f"--precision {args.precision} compares exported bundles: use --backend ort (or trt)")
+    if args.backend not in ("auto", "ort"):
+        raise UserError(f"--precision {args.precision} compares exported bundles: use --backend ort (ONNX Runtime; "
+                        "this comparison builds no TensorRT engines)")
+    choice = choose_backend("ort", args.device)
+    args.backend, args.device = choice.backend, choice.device
+    print(f"bench: {choice.line()}", flush=True)
     if args.backward_chunk != 1 or args.streams or args.cuda_graph or args.channels_last:
         raise UserError("--precision lists measure the exact cached schedule of one stream: drop --backward-chunk, "
                         "--streams, --cuda-graph and --channels-last")  # fmt: skip
